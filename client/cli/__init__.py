@@ -1,0 +1,51 @@
+"""The ``sealgate`` command line.
+
+The base install (protocol + client) provides the client commands; ``enclave``,
+``gateway`` and ``demo`` load their packages only when invoked, and say which extra
+to install when it is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+__all__ = ["main"]
+
+# command name -> (module, attribute, extra that provides its dependencies)
+_COMMANDS: dict[str, tuple[str, str, str | None]] = {}
+
+
+def register(name: str, target: str, extra: str | None = None) -> None:
+    """Declare a lazily imported subcommand ``module:attribute``."""
+    module, attribute = target.split(":")
+    _COMMANDS[name] = (module, attribute, extra)
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in _COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, attribute, extra = _COMMANDS[cmd_name]
+        try:
+            command = getattr(importlib.import_module(module), attribute)
+        except ModuleNotFoundError as exc:
+            hint = f" Install it with: pip install 'sealgate[{extra}]'" if extra else ""
+            raise click.ClickException(
+                f"'sealgate {cmd_name}' needs the missing package {exc.name!r}.{hint}"
+            ) from exc
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sealgate")
+def main() -> None:
+    """sealgate: HPKE end-to-end encrypted inference behind an untrusted gateway."""
+
+
+register("keyconfig", "sealgate.client.cli.keyconfig:keyconfig")
