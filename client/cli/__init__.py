@@ -49,3 +49,4 @@ def main() -> None:
 
 
 register("keyconfig", "sealgate.client.cli.keyconfig:keyconfig")
+register("enclave", "sealgate.enclave.cli:enclave", extra="enclave")

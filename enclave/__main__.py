@@ -1,0 +1,5 @@
+"""``python -m sealgate.enclave`` is ``sealgate enclave``."""
+
+from .cli import enclave
+
+enclave()

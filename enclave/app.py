@@ -1,0 +1,189 @@
+"""The enclave's ASGI application: its own endpoints plus the sealed proxy for everything else.
+
+* ``GET /.well-known/hpke-keys`` — the current key as one bare key config (what EHBP
+  clients read), ``application/ohttp-keys``.
+* ``GET /.well-known/ohttp-keys`` — the RFC 9458 §3.2 list of every active key.
+* ``GET /.well-known/sealgate-attestation[?nonce=<64 hex>]`` — the attestation document.
+* ``GET /healthz`` and ``GET /metrics`` — plaintext, no secrets.
+* anything else — decrypted, forwarded to the engine, and the answer encrypted back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sealgate.protocol.keyconfig import MEDIA_TYPE as KEYS_MEDIA_TYPE
+from sealgate.protocol.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
+from sealgate.protocol.problem import PROBLEMS, Problem
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from .attestation import AttestationService, RateLimited
+from .attesters import Attester, AttesterError
+from .config import EnclaveConfig
+from .engines import Engine
+from .keyring import KeyRing
+from .metrics import EnclaveMetrics
+from .sealed import SealedProxy
+
+__all__ = ["create_app", "Enclave"]
+
+log = logging.getLogger("sealgate.enclave")
+
+KEYS_PATH = "/.well-known/hpke-keys"
+OHTTP_KEYS_PATH = "/.well-known/ohttp-keys"
+ATTESTATION_PATH = "/.well-known/sealgate-attestation"
+
+
+@dataclass(slots=True)
+class Enclave:
+    """Everything one enclave server holds; ``app`` is what uvicorn serves."""
+
+    app: Starlette
+    config: EnclaveConfig
+    keyring: KeyRing
+    attestation: AttestationService
+    engine: Engine
+    metrics: EnclaveMetrics
+    proxy: SealedProxy
+
+    def rotate_keys(self) -> None:
+        """Rotate now (the previous key keeps decrypting for the grace period)."""
+        self.keyring.rotate()
+        self.attestation.invalidate()
+        self.metrics.key_rotations.inc()
+
+
+def _problem(problem: Problem, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        problem.to_bytes(), problem.status, headers=headers, media_type=PROBLEM_MEDIA_TYPE
+    )
+
+
+def create_app(
+    attester: Attester,
+    engine: Engine,
+    config: EnclaveConfig | None = None,
+    keyring: KeyRing | None = None,
+    tls_key_hash: bytes | None = None,
+) -> Enclave:
+    """Assemble an enclave; nothing is read from globals or the environment."""
+    config = config or EnclaveConfig()
+    keyring = keyring or KeyRing(config.rotate_keys_every, config.key_grace)
+    metrics = EnclaveMetrics()
+    attestation = AttestationService(
+        attester,
+        keyring,
+        engine=engine.description,
+        tls_key_hash=tls_key_hash,
+        cache_seconds=config.attestation_cache_seconds,
+        rate=config.attestation_rate,
+        burst=config.attestation_burst,
+        concurrency=config.attestation_concurrency,
+    )
+    proxy = SealedProxy(config, keyring, engine, metrics)
+
+    async def hpke_keys(request: Request) -> Response:
+        return Response(
+            keyring.current.config.to_bytes(),
+            media_type=KEYS_MEDIA_TYPE,
+            headers={"cache-control": "no-store"},
+        )
+
+    async def ohttp_keys(request: Request) -> Response:
+        return Response(
+            keyring.encoded_configs(),
+            media_type=KEYS_MEDIA_TYPE,
+            headers={"cache-control": "no-store"},
+        )
+
+    async def attestation_document(request: Request) -> Response:
+        raw_nonce = request.query_params.get("nonce")
+        try:
+            if raw_nonce is None:
+                document = await attestation.cached()
+                metrics.attestations.labels("cached").inc()
+            else:
+                if len(raw_nonce) != 64:
+                    return _problem(PROBLEMS.MALFORMED_REQUEST("nonce must be 64 hex digits"))
+                try:
+                    nonce = bytes.fromhex(raw_nonce)
+                except ValueError:
+                    return _problem(PROBLEMS.MALFORMED_REQUEST("nonce must be 64 hex digits"))
+                document = await attestation.fresh(nonce)
+                metrics.attestations.labels("fresh").inc()
+        except RateLimited as limited:
+            metrics.attestations.labels("rate_limited").inc()
+            retry = str(max(1, math.ceil(limited.retry_after)))
+            return _problem(PROBLEMS.RATE_LIMITED(str(limited)), {"retry-after": retry})
+        except AttesterError as error:
+            log.error("attestation failed: %s", error)
+            return _problem(PROBLEMS.UPSTREAM_UNAVAILABLE(f"attestation failed: {error}"))
+        return Response(
+            document.to_json(), media_type="application/json", headers={"cache-control": "no-store"}
+        )
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "platform": attester.platform,
+                "keys": [k.fingerprint for k in keyring.active()],
+                "in_flight": proxy.in_flight,
+                "load": round(proxy.in_flight / config.max_concurrent_requests, 4),
+            },
+            headers={"cache-control": "no-store"},
+        )
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    enclave: Enclave
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        rotation = asyncio.create_task(_rotation_loop(enclave))
+        try:
+            yield
+        finally:
+            rotation.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rotation
+            await engine.aclose()
+
+    app = Starlette(
+        routes=[
+            Route(KEYS_PATH, hpke_keys, methods=["GET"]),
+            Route(OHTTP_KEYS_PATH, ohttp_keys, methods=["GET"]),
+            Route(ATTESTATION_PATH, attestation_document, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Mount("/", app=proxy),
+        ],
+        lifespan=lifespan,
+    )
+    enclave = Enclave(app, config, keyring, attestation, engine, metrics, proxy)
+    return enclave
+
+
+async def _rotation_loop(enclave: Enclave) -> None:
+    keyring = enclave.keyring
+    interval = (
+        1.0 if keyring.rotate_every is None else max(0.05, min(1.0, keyring.rotate_every / 4))
+    )
+    while True:
+        await asyncio.sleep(interval)
+        before = keyring.current.fingerprint
+        if keyring.maybe_rotate():
+            enclave.attestation.invalidate()
+            if keyring.current.fingerprint != before:
+                enclave.metrics.key_rotations.inc()
+                log.info("rotated HPKE key: now %s", keyring.current.fingerprint)

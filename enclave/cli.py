@@ -1,0 +1,170 @@
+"""``sealgate enclave``: run the enclave server (inside the confidential VM)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import click
+
+__all__ = ["enclave", "parse_duration"]
+
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str) -> float:
+    """Parse ``90``, ``90s``, ``15m``, ``1h`` or ``1d`` into seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
+    if not match:
+        raise click.BadParameter(f"{value!r} is not a duration like 90s, 15m or 1h")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+class _Duration(click.ParamType):  # type: ignore[type-arg]
+    name = "duration"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        return value if isinstance(value, float) else parse_duration(str(value))
+
+
+def _plaintext_path(value: str) -> tuple[str, str]:
+    method, _, path = value.strip().partition(" ")
+    if not method or not path.startswith("/"):
+        raise click.BadParameter(f"{value!r} must look like 'GET /v1/models'")
+    return method.upper(), path
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option(
+    "--attester",
+    type=click.Choice(["software", "sev-snp", "tdx"]),
+    default="software",
+    show_default=True,
+    help="Evidence backend; software is for development only.",
+)
+@click.option(
+    "--software-root-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM Ed25519 key used as the software root (default: a new one per start).",
+)
+@click.option(
+    "--vcek",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="SEV-SNP: VCEK certificate to attach when the host provides none.",
+)
+@click.option(
+    "--tdx-collateral",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="TDX: directory of Intel PCS collateral to attach to documents.",
+)
+@click.option(
+    "--tsm-root",
+    type=click.Path(path_type=Path),
+    hidden=True,
+    help="configfs-tsm report directory (default /sys/kernel/config/tsm/report).",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["demo"]),
+    default=None,
+    help="Built-in engine (the default when --upstream is not given).",
+)
+@click.option("--upstream", metavar="URL", help="OpenAI-compatible engine to forward to.")
+@click.option(
+    "--demo-token-delay",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds between tokens streamed by the demo engine.",
+)
+@click.option(
+    "--rotate-keys-every",
+    type=_Duration(),
+    default=None,
+    help="Rotate the HPKE key on this period (e.g. 1h); default: never.",
+)
+@click.option(
+    "--key-grace",
+    type=_Duration(),
+    default="5m",
+    show_default=True,
+    help="How long a replaced key keeps decrypting.",
+)
+@click.option(
+    "--allow-plaintext",
+    "plaintext",
+    multiple=True,
+    metavar="'METHOD /path'",
+    help="Forward this path without encryption (repeatable), e.g. 'GET /v1/models'.",
+)
+@click.option("--max-concurrent", type=int, default=128, show_default=True)
+@click.option("--max-body-size", type=int, default=32 * 1024 * 1024, show_default=True)
+@click.option("--log-level", default="info", show_default=True)
+def enclave(
+    host: str,
+    port: int,
+    attester: str,
+    software_root_key: Path | None,
+    vcek: Path | None,
+    tdx_collateral: Path | None,
+    tsm_root: Path | None,
+    engine: str | None,
+    upstream: str | None,
+    demo_token_delay: float,
+    rotate_keys_every: float | None,
+    key_grace: float,
+    plaintext: tuple[str, ...],
+    max_concurrent: int,
+    max_body_size: int,
+    log_level: str,
+) -> None:
+    """Run an enclave: attested HPKE keys, decrypt, forward to the engine, encrypt back."""
+    import uvicorn
+
+    from .app import create_app
+    from .attesters import AttesterError, create_attester
+    from .config import EnclaveConfig
+    from .engines import HTTPEngine, demo_engine
+
+    if engine and upstream:
+        raise click.UsageError("give either --engine demo or --upstream URL, not both")
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    chosen = HTTPEngine(upstream) if upstream else demo_engine(demo_token_delay)
+    try:
+        backend = create_attester(
+            attester,
+            root_key=software_root_key,
+            engine=chosen.description,
+            vcek=vcek,
+            tdx_collateral=tdx_collateral,
+            tsm_root=tsm_root,
+        )
+    except AttesterError as exc:
+        raise click.ClickException(str(exc)) from exc
+    config = EnclaveConfig(
+        plaintext_paths=frozenset(_plaintext_path(p) for p in plaintext),
+        max_concurrent_requests=max_concurrent,
+        max_body_size=max_body_size,
+        rotate_keys_every=rotate_keys_every,
+        key_grace=key_grace,
+    )
+    built = create_app(backend, chosen, config)
+    for name, value in backend.describe().items():
+        click.echo(f"{name}: {value}")
+    click.echo(f"key: {built.keyring.current.fingerprint}")
+    click.echo(f"engine: {chosen.description}")
+    click.echo(f"listening: http://{host}:{port}", err=False)
+    uvicorn.run(
+        built.app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_keep_alive=30,
+        lifespan="on",
+    )

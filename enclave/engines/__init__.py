@@ -1,0 +1,34 @@
+"""Inference engines the enclave forwards decrypted requests to.
+
+:class:`Engine` is the interface: ``stream(method, target, headers, body)`` yields an
+:class:`EngineResponse` whose body is an async iterator of bytes as the engine
+produces them. :class:`HTTPEngine` speaks to any OpenAI-compatible server (vLLM,
+llama.cpp, Ollama); :class:`ASGIEngine` runs an ASGI app in-process (the built-in
+demo engine, no socket at all).
+"""
+
+from __future__ import annotations
+
+from .base import Engine, EngineError, EngineResponse, EngineTimeout, EngineUnavailable
+from .inprocess import ASGIEngine
+from .upstream import HTTPEngine
+
+__all__ = [
+    "ASGIEngine",
+    "Engine",
+    "EngineError",
+    "EngineResponse",
+    "EngineTimeout",
+    "EngineUnavailable",
+    "HTTPEngine",
+    "demo_engine",
+]
+
+
+def demo_engine(token_delay: float = 0.0) -> ASGIEngine:
+    """The built-in deterministic demo engine, in-process."""
+    from .demo import create_demo_app
+
+    return ASGIEngine(
+        create_demo_app(token_delay=token_delay), {"engine": "demo", "model": "sealgate-demo-echo"}
+    )

@@ -1,0 +1,63 @@
+"""Small raw-ASGI helpers: problem responses and header filtering."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from sealgate.protocol.problem import MEDIA_TYPE, Problem
+
+__all__ = ["Receive", "Send", "Scope", "send_problem", "forwardable_request_headers", "HOP_BY_HOP"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+_ENCAPSULATION_PREFIXES = (b"sealgate-", b"ehbp-")
+
+
+async def send_problem(
+    send: Send,
+    problem: Problem,
+    *,
+    extra_headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    """Send a complete plaintext problem+json response."""
+    body = problem.to_bytes()
+    headers = [
+        (b"content-type", MEDIA_TYPE.encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        *extra_headers,
+    ]
+    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def forwardable_request_headers(
+    headers: Iterable[tuple[bytes, bytes]], content_length: int
+) -> list[tuple[bytes, bytes]]:
+    """Headers for the engine: no hop-by-hop, host, length or encapsulation headers."""
+    kept = [
+        (name, value)
+        for name, value in headers
+        if name not in HOP_BY_HOP
+        and name not in (b"host", b"content-length", b"expect")
+        and not name.startswith(_ENCAPSULATION_PREFIXES)
+    ]
+    kept.append((b"content-length", str(content_length).encode()))
+    return kept

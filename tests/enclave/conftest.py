@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sealgate.enclave import EnclaveConfig, KeyRing, create_app
+from sealgate.enclave.attesters import SoftwareAttester, measure_software
+from sealgate.enclave.engines import Engine, demo_engine
+
+from ..servers import ServerThread
+
+
+@pytest.fixture(scope="session")
+def software_root() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture(scope="session")
+def demo_measurement() -> bytes:
+    return measure_software(demo_engine().description)
+
+
+@pytest.fixture
+def start_enclave(
+    software_root, demo_measurement
+) -> Iterator[Callable[..., tuple[ServerThread, object]]]:
+    started: list[ServerThread] = []
+
+    def start(
+        engine: Engine | None = None,
+        config: EnclaveConfig | None = None,
+        keyring: KeyRing | None = None,
+    ):
+        attester = SoftwareAttester(software_root, demo_measurement)
+        built = create_app(attester, engine or demo_engine(), config, keyring)
+        server = ServerThread(built.app).start()
+        started.append(server)
+        return server, built
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=10) as client:
+        yield client

@@ -1,0 +1,257 @@
+"""Every error row of the enclave, a malformed-input corpus and slow clients; it keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+from sealgate.enclave import EnclaveConfig, KeyRing
+from sealgate.enclave.engines import ASGIEngine, HTTPEngine
+from sealgate.protocol import SEALGATE, PrivateKey, Problem, RequestEncoder
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..sealed_http import fetch_key, sealed_request
+from ..servers import ServerThread, free_port
+
+CHAT = json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode()
+
+
+def _post_raw(http, url, body, headers):
+    return http.post(url + "/v1/chat/completions", content=body, headers=headers)
+
+
+def _still_serves(http, url):
+    key = fetch_key(http, url)
+    result = sealed_request(http, "POST", url + "/v1/chat/completions", key, CHAT)
+    assert result.status == 200 and result.encrypted
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sealgate-Encapsulated-Key": "zz" * 32, "Sealgate-Key-Id": "00" * 8},
+        {"Sealgate-Encapsulated-Key": "ab" * 31, "Sealgate-Key-Id": "00" * 8},
+        {"Sealgate-Encapsulated-Key": "00" * 32},  # no key id
+        {"Ehbp-Encapsulated-Key": "not hex at all"},
+    ],
+)
+def test_malformed_encapsulation_is_400(start_enclave, http, headers):
+    server, _ = start_enclave()
+    response = _post_raw(http, server.url, b"\x00\x00\x00\x10" + bytes(16), headers)
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert Problem.from_bytes(response.content).type == "urn:sealgate:problem:malformed-request"
+    _still_serves(http, server.url)
+
+
+def test_unknown_key_is_422_key_config(start_enclave, http):
+    server, _ = start_enclave()
+    stranger = PrivateKey.generate().key_config()
+    result = sealed_request(http, "POST", server.url + "/v1/chat/completions", stranger, CHAT)
+    assert result.status == 422 and not result.encrypted
+    assert Problem.from_bytes(result.body).type == "urn:ietf:params:ehbp:error:key-config"
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "drop_final"])
+def test_tampered_or_truncated_body_is_400(start_enclave, http, damage):
+    server, _ = start_enclave()
+    key = fetch_key(http, server.url)
+    encoder = RequestEncoder(key, SEALGATE, frame_plaintext=8)
+    wire = bytearray(encoder.finish(CHAT))
+    if damage == "flip":
+        wire[10] ^= 0x40
+    elif damage == "truncate":
+        wire = wire[:-3]
+    else:
+        wire = wire[: -(4 + 16 + (len(CHAT) % 8 or 8))]
+    response = _post_raw(http, server.url, bytes(wire), encoder.headers)
+    assert response.status_code == 400
+    assert (
+        "final frame" in response.text
+        or "authentication" in response.text
+        or "inside a frame" in response.text
+    )
+
+
+def test_frame_too_large_is_413(start_enclave, http):
+    server, _ = start_enclave()
+    key = fetch_key(http, server.url)
+    encoder = RequestEncoder(key, SEALGATE)
+    response = _post_raw(http, server.url, b"\x7f\xff\xff\xff" + bytes(64), encoder.headers)
+    assert response.status_code == 413
+
+
+def test_body_too_large_is_413(start_enclave, http):
+    server, _ = start_enclave(config=EnclaveConfig(max_body_size=1000))
+    key = fetch_key(http, server.url)
+    result = sealed_request(
+        http, "POST", server.url + "/v1/chat/completions", key, os.urandom(5000)
+    )
+    assert result.status == 413
+    _still_serves(http, server.url)
+
+
+def test_engine_down_is_an_encrypted_502(start_enclave, http):
+    server, _ = start_enclave(engine=HTTPEngine(f"http://127.0.0.1:{free_port()}"))
+    key = fetch_key(http, server.url)
+    result = sealed_request(http, "POST", server.url + "/v1/chat/completions", key, CHAT)
+    assert result.status == 502 and result.encrypted  # the client can trust this error
+    assert Problem.from_bytes(result.body).type == "urn:sealgate:problem:upstream-unavailable"
+
+
+def test_engine_timeout_is_an_encrypted_504(start_enclave, http):
+    release = threading.Event()
+
+    async def slow(request: Request) -> Response:
+        while not release.is_set():
+            await asyncio.sleep(0.02)
+        return JSONResponse({})
+
+    upstream = ServerThread(
+        Starlette(routes=[Route("/v1/chat/completions", slow, methods=["POST"])])
+    )
+    with upstream:
+        server, _ = start_enclave(engine=HTTPEngine(upstream.url, read_timeout=0.3))
+        key = fetch_key(http, server.url)
+        result = sealed_request(http, "POST", server.url + "/v1/chat/completions", key, CHAT)
+        release.set()
+    assert result.status == 504 and result.encrypted
+    assert Problem.from_bytes(result.body).type == "urn:sealgate:problem:upstream-timeout"
+
+
+def test_too_many_concurrent_requests_is_503_with_retry_after(start_enclave, http):
+    gate = threading.Event()
+
+    async def blocked(request: Request) -> Response:
+        while not gate.is_set():
+            await asyncio.sleep(0.01)
+        return JSONResponse({"ok": True})
+
+    engine = ASGIEngine(
+        Starlette(routes=[Route("/v1/chat/completions", blocked, methods=["POST"])]), {}
+    )
+    server, built = start_enclave(engine=engine, config=EnclaveConfig(max_concurrent_requests=1))
+    key = fetch_key(http, server.url)
+    first: dict[str, int] = {}
+    worker = threading.Thread(
+        target=lambda: first.update(
+            status=sealed_request(
+                httpx.Client(), "POST", server.url + "/v1/chat/completions", key, CHAT
+            ).status
+        )
+    )
+    worker.start()
+    while built.proxy.in_flight == 0:
+        time.sleep(0.01)
+    second = sealed_request(http, "POST", server.url + "/v1/chat/completions", key, CHAT)
+    assert second.status == 503 and second.headers["retry-after"] == "1"
+    assert Problem.from_bytes(second.body).type == "urn:sealgate:problem:overloaded"
+    gate.set()
+    worker.join(10)
+    assert first["status"] == 200
+
+
+def test_slow_client_gets_408_while_others_are_served(start_enclave, http):
+    server, _ = start_enclave(config=EnclaveConfig(body_timeout=0.5))
+    key = fetch_key(http, server.url)
+    encoder = RequestEncoder(key, SEALGATE)
+    wire = encoder.finish(CHAT)
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(wire)}\r\n"
+        f"Sealgate-Encapsulated-Key: {encoder.enc.hex()}\r\n"
+        f"Sealgate-Key-Id: {key.fingerprint}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
+        slow.sendall(head + wire[:10])  # ... and then nothing
+        _still_serves(http, server.url)  # others are served while it stalls
+        reply = slow.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 408")
+
+
+CORPUS = [
+    b"",
+    b"\x00",
+    os.urandom(100),
+    b"\xff\xff\xff\xff" * 10,
+    b"\x00\x00\x00\x00" * 50,
+]
+
+
+@pytest.mark.parametrize("body", CORPUS, ids=range(len(CORPUS)))
+@pytest.mark.parametrize("mode", ["sealgate", "ehbp"])
+def test_malformed_bodies_get_4xx_never_500(start_enclave, http, body, mode):
+    server, _ = start_enclave()
+    key = fetch_key(http, server.url)
+    encoder = RequestEncoder(key, SEALGATE)
+    headers = (
+        encoder.headers if mode == "sealgate" else {"Ehbp-Encapsulated-Key": encoder.enc.hex()}
+    )
+    response = _post_raw(http, server.url, body, headers)
+    assert 400 <= response.status_code < 500, response.text
+    _still_serves(http, server.url)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET /.well-known/sealgate-attestation?nonce=%ZZ HTTP/1.1\r\nHost: x\r\n\r\n",
+        os.urandom(300),
+    ],
+)
+def test_raw_protocol_garbage_does_not_hurt_the_server(start_enclave, http, raw):
+    server, _ = start_enclave()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+        conn.sendall(raw)
+        try:
+            reply = conn.recv(4096)
+        except (ConnectionResetError, TimeoutError):
+            reply = b""
+    assert not reply.startswith(b"HTTP/1.1 5")
+    _still_serves(http, server.url)
+
+
+def test_rotated_key_works_during_grace_then_gets_422(start_enclave, http):
+    now = [1_000_000.0]
+    keyring = KeyRing(rotate_every=3600, grace=60, clock=lambda: now[0])
+    server, built = start_enclave(keyring=keyring)
+    old = fetch_key(http, server.url)
+    built.rotate_keys()
+    new = fetch_key(http, server.url)
+    assert new != old
+    # within the grace period, both keys decrypt
+    for key in (old, new):
+        assert (
+            sealed_request(http, "POST", server.url + "/v1/chat/completions", key, CHAT).status
+            == 200
+        )
+    now[0] += 61
+    late = sealed_request(http, "POST", server.url + "/v1/chat/completions", old, CHAT)
+    assert late.status == 422
+    assert Problem.from_bytes(late.body).type == "urn:ietf:params:ehbp:error:key-config"
+    assert (
+        sealed_request(http, "POST", server.url + "/v1/chat/completions", new, CHAT).status == 200
+    )
+
+
+def test_rotation_on_schedule(start_enclave, http):
+    now = [0.0]
+    keyring = KeyRing(rotate_every=100, grace=10, clock=lambda: now[0])
+    assert not keyring.maybe_rotate()
+    first = keyring.current.fingerprint
+    now[0] = 100
+    assert keyring.maybe_rotate() and keyring.current.fingerprint != first
+    assert len(keyring.active()) == 2
+    now[0] = 111
+    assert len(keyring.active()) == 1
