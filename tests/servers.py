@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import httpx
 
 
-def bind_loopback() -> socket.socket:
+def bind_loopback(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind((host, port))
     return sock
 
 
@@ -29,12 +29,14 @@ def free_port() -> int:
 class ServerThread:
     """An ASGI app served by uvicorn in a background thread, on a free loopback port."""
 
-    def __init__(self, app: object, **config: object) -> None:
+    def __init__(
+        self, app: object, host: str = "127.0.0.1", port: int = 0, **config: object
+    ) -> None:
         import uvicorn
 
-        self._sock = bind_loopback()
+        self._sock = bind_loopback(host, port)
         self.port = self._sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         options = {
             "log_level": "warning",
             "lifespan": "on",
@@ -112,3 +114,47 @@ def process(
                 proc.wait()
         if proc.stderr:
             proc.stderr.close()
+
+
+class GatewayThread:
+    """A sealgate gateway on its own event loop in a background thread, on a free port."""
+
+    def __init__(self, discovery: object, config: object | None = None) -> None:
+        import asyncio
+
+        from sealgate.gateway import Gateway, GatewayConfig
+        from sealgate.gateway.run import bind
+
+        self._sock = bind("127.0.0.1", 0)
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.gateway = Gateway(config or GatewayConfig(poll_interval=0.2), discovery)  # type: ignore[arg-type]
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def call(self, coro: object, timeout: float = 30) -> object:
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
+
+    def start(self) -> GatewayThread:
+        self._thread.start()
+        self.call(self.gateway.start(self._sock))
+        return self
+
+    def stop(self) -> None:
+        self.call(self.gateway.shutdown())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+    def refresh(self) -> None:
+        """Run discovery and one poll round now (instead of waiting for the timers)."""
+        self.call(self.gateway.refresh_members())
+        self.call(self.gateway.poller.poll_all())
+
+    def __enter__(self) -> GatewayThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -50,3 +50,4 @@ def main() -> None:
 
 register("keyconfig", "sealgate.client.cli.keyconfig:keyconfig")
 register("enclave", "sealgate.enclave.cli:enclave", extra="enclave")
+register("gateway", "sealgate.gateway.cli:gateway", extra="gateway")

@@ -1,0 +1,5 @@
+"""``python -m sealgate.gateway`` is ``sealgate gateway``."""
+
+from .cli import gateway
+
+gateway()

@@ -1,0 +1,147 @@
+"""The routing table: which enclaves exist, which keys they hold, whether they are up.
+
+Everything here is public metadata (URLs, key fingerprints, health, the attestation
+documents the enclaves published). Nothing can decrypt. A circuit breaker takes an
+enclave out of rotation after a failure and lets it back after a successful probe,
+with exponential backoff between probes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+__all__ = ["Member", "Fleet", "Route", "RouteStatus"]
+
+
+class RouteStatus:
+    OK = "ok"
+    UNKNOWN_KEY = "unknown_key"
+    DOWN = "down"
+
+
+@dataclass(slots=True)
+class Member:
+    """One enclave as the gateway sees it."""
+
+    url: str
+    id: str
+    host: str
+    port: int
+    keys: tuple[str, ...] = ()
+    healthy: bool = False
+    load: float = 0.0
+    attestation: bytes | None = None  # raw JSON of the enclave's latest published document
+    failures: int = 0
+    retry_at: float = 0.0  # circuit open until this time (monotonic)
+    in_flight: int = 0
+    last_error: str = ""
+    seen: set[str] = field(default_factory=set)
+
+    @classmethod
+    def from_url(cls, url: str) -> Member:
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"enclave URL must be http://host:port, got {url!r}")
+        port = parts.port or 80
+        member_id = hashlib.sha256(url.encode()).hexdigest()[:12]
+        return cls(url=url.rstrip("/"), id=member_id, host=parts.hostname, port=port)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    status: str
+    member: Member | None = None
+    retry_after: int = 1
+
+
+class Fleet:
+    """Members, the fingerprint → member map and the circuit breakers."""
+
+    def __init__(
+        self,
+        *,
+        base_backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.members: dict[str, Member] = {}
+        self._by_key: dict[str, Member] = {}
+        self.base_backoff = base_backoff
+        self.max_backoff = max_backoff
+        self._clock = clock
+        self.version = 0  # bumped on every change clients can see
+
+    # -- membership -----------------------------------------------------------------
+    def set_members(self, urls: Iterable[str]) -> tuple[list[str], list[str]]:
+        """Make the member set equal to ``urls``; return (added, removed)."""
+        wanted = {u.rstrip("/") for u in urls}
+        added = [u for u in wanted if u not in self.members]
+        removed = [u for u in self.members if u not in wanted]
+        for url in added:
+            self.members[url] = Member.from_url(url)
+        for url in removed:
+            del self.members[url]
+        if added or removed:
+            self._reindex()
+        return added, removed
+
+    def _reindex(self) -> None:
+        self._by_key = {key: m for m in self.members.values() for key in m.keys}
+        self.version += 1
+
+    # -- health and keys --------------------------------------------------------------
+    def update(
+        self, member: Member, keys: tuple[str, ...], load: float, attestation: bytes | None
+    ) -> None:
+        """Record a successful poll: keys, load hint, document; close the breaker."""
+        changed = keys != member.keys or not member.healthy or attestation != member.attestation
+        member.keys = keys
+        member.load = load
+        if attestation is not None:
+            member.attestation = attestation
+        member.healthy = True
+        member.failures = 0
+        member.retry_at = 0.0
+        member.last_error = ""
+        if changed:
+            self._reindex()
+
+    def fail(self, member: Member, reason: str) -> None:
+        """Open the breaker: out of rotation until a probe succeeds after the backoff."""
+        member.failures += 1
+        member.last_error = reason
+        backoff = min(self.max_backoff, self.base_backoff * 2 ** (member.failures - 1))
+        member.retry_at = self._clock() + backoff * (0.75 + random.random() / 2)  # noqa: S311
+        if member.healthy:
+            member.healthy = False
+            self.version += 1
+
+    def due_for_probe(self, member: Member) -> bool:
+        return member.healthy or self._clock() >= member.retry_at
+
+    # -- routing ------------------------------------------------------------------------
+    def route(self, fingerprint: str) -> Route:
+        """The member holding ``fingerprint``, or why there is none."""
+        member = self._by_key.get(fingerprint)
+        if member is None:
+            return Route(RouteStatus.UNKNOWN_KEY)
+        if not member.healthy:
+            wait = max(1, int(member.retry_at - self._clock() + 0.999))
+            return Route(RouteStatus.DOWN, member, wait)
+        return Route(RouteStatus.OK, member)
+
+    def any_healthy(self) -> Route:
+        """A healthy member for requests without a key id: random among the least loaded."""
+        healthy = [m for m in self.members.values() if m.healthy]
+        if not healthy:
+            return Route(RouteStatus.DOWN, None, 1)
+        best = min(m.in_flight for m in healthy)
+        return Route(RouteStatus.OK, random.choice([m for m in healthy if m.in_flight == best]))  # noqa: S311
+
+    def healthy_count(self) -> int:
+        return sum(1 for m in self.members.values() if m.healthy)

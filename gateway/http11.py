@@ -1,0 +1,68 @@
+"""HTTP/1.1 bits the data plane writes itself: heads, problem responses, hop-by-hop rules."""
+
+from __future__ import annotations
+
+from sealgate.protocol.problem import MEDIA_TYPE, Problem
+
+__all__ = ["problem_response", "json_response", "HOP_BY_HOP", "REASONS"]
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"expect",
+        b"content-length",
+    }
+)
+
+REASONS = {
+    200: b"OK",
+    400: b"Bad Request",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    408: b"Request Timeout",
+    413: b"Content Too Large",
+    421: b"Misdirected Request",
+    431: b"Request Header Fields Too Large",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+    505: b"HTTP Version Not Supported",
+}
+
+
+def _response(
+    status: int, content_type: bytes, body: bytes, close: bool, extra: list[tuple[bytes, bytes]]
+) -> bytes:
+    lines = [
+        b"HTTP/1.1 %d %s" % (status, REASONS.get(status, b"Status")),
+        b"content-type: " + content_type,
+        b"content-length: %d" % len(body),
+        b"cache-control: no-store",
+    ]
+    lines += [name + b": " + value for name, value in extra]
+    if close:
+        lines.append(b"connection: close")
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def problem_response(
+    problem: Problem, *, close: bool = False, retry_after: int | None = None
+) -> bytes:
+    """A complete ``application/problem+json`` response."""
+    extra = [] if retry_after is None else [(b"retry-after", str(retry_after).encode())]
+    return _response(problem.status, MEDIA_TYPE.encode(), problem.to_bytes(), close, extra)
+
+
+def json_response(
+    body: bytes, status: int = 200, content_type: bytes = b"application/json"
+) -> bytes:
+    """A complete response with a body the gateway generated itself."""
+    return _response(status, content_type, body, False, [])
