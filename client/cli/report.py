@@ -1,0 +1,39 @@
+"""Rendering verification records for people (rich) and machines (JSON)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.console import Console
+from rich.table import Table
+
+from ..verification import Verification
+
+__all__ = ["render_verifications"]
+
+
+def render_verifications(console: Console, records: Iterable[Verification]) -> None:
+    """One table per verification: every step, its result, the values compared."""
+    for record in records:
+        status = "[bold green]VERIFIED[/]" if record.ok else "[bold red]REFUSED[/]"
+        table = Table(
+            title=f"{record.subject} — {record.platform or '?'} — {status}",
+            title_justify="left",
+            show_lines=False,
+            expand=False,
+        )
+        table.add_column("step")
+        table.add_column("result")
+        table.add_column("detail", overflow="fold")
+        for step in record.steps:
+            detail = step.detail
+            if not step.ok and (step.expected is not None or step.actual is not None):
+                detail += f"\n  expected: {step.expected}\n  actual:   {step.actual}"
+            table.add_row(step.name, "[green]pass[/]" if step.ok else "[red]FAIL[/]", detail)
+        console.print(table)
+        if record.measurement:
+            for name, value in sorted(record.measurement.items()):
+                console.print(f"  {name}: [cyan]{value}[/]")
+        if record.key_fingerprints:
+            console.print(f"  keys: {', '.join(record.key_fingerprints)}")
+        console.print()

@@ -1,0 +1,86 @@
+"""Typed errors of the client SDK.
+
+Every verification failure carries the :class:`~sealgate.client.verification.Verification`
+record that shows which step failed and which values were compared.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sealgate.protocol.problem import Problem
+
+    from .verification import Verification
+
+__all__ = [
+    "SealgateError",
+    "VerificationError",
+    "NoVerifiedEnclave",
+    "FleetUnavailable",
+    "GatewayError",
+    "ResponseIntegrityError",
+    "RequestNotSent",
+]
+
+
+class SealgateError(Exception):
+    """Base class of every error raised by :mod:`sealgate.client`."""
+
+
+class VerificationError(SealgateError):
+    """An attestation did not verify; ``verification`` lists every step and the failing one."""
+
+    def __init__(self, message: str, verification: Verification) -> None:
+        super().__init__(message)
+        self.verification = verification
+
+    @property
+    def step(self) -> str:
+        """Name of the step that failed."""
+        failed = self.verification.failed_step
+        return failed.name if failed else ""
+
+    def diagnostics(self) -> str:
+        """A human-readable account of the whole verification."""
+        return self.verification.report()
+
+
+class NoVerifiedEnclave(SealgateError):
+    """No enclave of the fleet passed verification: nothing was (or will be) sent.
+
+    ``failures`` maps enclave ids to the verification errors that excluded them.
+    """
+
+    def __init__(self, message: str, failures: dict[str, VerificationError] | None = None) -> None:
+        super().__init__(message)
+        self.failures = failures or {}
+
+
+class FleetUnavailable(SealgateError):
+    """The gateway's fleet directory could not be fetched or parsed."""
+
+
+class GatewayError(SealgateError):
+    """A plaintext error from the (untrusted) gateway or an enclave's refusal before decryption.
+
+    It is not enclave output: nobody authenticated it. ``status`` and ``problem``
+    say what the sender claimed.
+    """
+
+    def __init__(self, status: int, problem: Problem | None, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.problem = problem
+
+
+class ResponseIntegrityError(SealgateError):
+    """A response was not encrypted and authenticated as it must be (fail closed).
+
+    Raised for a 2xx without encryption headers, a frame that fails authentication,
+    or a stream that ends before its final frame.
+    """
+
+
+class RequestNotSent(SealgateError):
+    """The request could not be sealed (e.g. its body is too large to buffer for retries)."""

@@ -1,0 +1,108 @@
+"""Verification policy: what a client accepts before it encrypts anything to a key.
+
+Secure by default: only hardware platforms (``sev-snp``, ``tdx``), and no
+measurement is accepted until one is pinned (or taken from a verified release).
+The ``software`` platform is accepted only with an explicitly trusted root key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+__all__ = ["Policy", "ExpectedMeasurement", "SnpPolicy", "TdxPolicy", "HARDWARE_PLATFORMS"]
+
+HARDWARE_PLATFORMS = frozenset({"sev-snp", "tdx"})
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedMeasurement:
+    """Register values one platform must report (lower-case hex); every named one must match.
+
+    ``software`` and ``sev-snp`` name ``measurement``; ``tdx`` names any of ``mrtd``,
+    ``rtmr0`` .. ``rtmr3``. ``source`` says where the values came from (pinned, a release).
+    """
+
+    platform: str
+    registers: Mapping[str, str]
+    source: str = "pinned"
+
+    def matches(self, platform: str, actual: Mapping[str, str]) -> bool:
+        if platform != self.platform:
+            return False
+        return all(
+            actual.get(name, "").lower() == value.lower() for name, value in self.registers.items()
+        )
+
+    def __str__(self) -> str:
+        regs = ", ".join(f"{k}={v[:16]}…" for k, v in sorted(self.registers.items()))
+        return f"{self.platform}({regs}) from {self.source}"
+
+
+@dataclass(frozen=True, slots=True)
+class SnpPolicy:
+    """AMD SEV-SNP guest policy and TCB requirements (see the hardware attestation module)."""
+
+    allow_debug: bool = False
+    allow_migration_agent: bool = False
+    max_vmpl: int = 0
+    min_tcb: Mapping[str, int] = field(default_factory=dict)
+    min_firmware: tuple[int, int] | None = None
+    require_reported_tcb_current: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TdxPolicy:
+    """Intel TDX TCB status and attribute requirements."""
+
+    allow_debug: bool = False
+    accepted_tcb_statuses: frozenset[str] = frozenset({"UpToDate"})
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What a client accepts. Build one with the class methods; every field has a safe default."""
+
+    platforms: frozenset[str] = HARDWARE_PLATFORMS
+    measurements: tuple[ExpectedMeasurement, ...] = ()
+    #: Ed25519 public keys (32 bytes) trusted as software roots; needed for ``software``.
+    software_roots: tuple[bytes, ...] = ()
+    #: Reject documents whose signed time is older than this many seconds (None: no limit).
+    max_age: float | None = 600.0
+    #: Ask every enclave for evidence over a fresh random nonce before using it.
+    require_fresh_nonce: bool = False
+    #: Development only: accept any measurement (still checks signatures and binding).
+    allow_any_measurement: bool = False
+    snp: SnpPolicy = field(default_factory=SnpPolicy)
+    tdx: TdxPolicy = field(default_factory=TdxPolicy)
+
+    @classmethod
+    def software(
+        cls,
+        root_public_key: bytes | str | Iterable[bytes | str],
+        measurement: bytes | str | None = None,
+        **options: object,
+    ) -> Policy:
+        """Accept the ``software`` attester signed by these roots (development and tests only)."""
+        roots = (
+            [root_public_key] if isinstance(root_public_key, bytes | str) else list(root_public_key)
+        )
+        decoded = tuple(bytes.fromhex(r) if isinstance(r, str) else bytes(r) for r in roots)
+        for root in decoded:
+            if len(root) != 32:
+                raise ValueError("a software root is a 32-byte Ed25519 public key")
+        measurements: tuple[ExpectedMeasurement, ...] = ()
+        if measurement is not None:
+            value = measurement.hex() if isinstance(measurement, bytes) else measurement.lower()
+            measurements = (ExpectedMeasurement("software", {"measurement": value}),)
+        policy = cls(
+            platforms=frozenset({"software"}), software_roots=decoded, measurements=measurements
+        )
+        return replace(policy, **options)  # type: ignore[arg-type]
+
+    def with_measurements(self, *expected: ExpectedMeasurement) -> Policy:
+        """A copy that also accepts these measurements."""
+        return replace(self, measurements=self.measurements + tuple(expected))
+
+    def expected_for(self, platform: str) -> tuple[ExpectedMeasurement, ...]:
+        return tuple(m for m in self.measurements if m.platform == platform)

@@ -1,0 +1,145 @@
+"""``SecureClient``: verify a fleet through a gateway, then hand out clients that seal everything.
+
+::
+
+    from sealgate.client import Policy, SecureClient
+
+    secure = SecureClient("https://api.example.com", Policy.from_release(repo="org/enclave"))
+    client = secure.openai()            # an openai.OpenAI; every request is sealed
+    client.chat.completions.create(model="...", messages=[...], stream=True)
+
+The ``openai`` SDK is used unchanged: it gets an HTTP client whose transport seals.
+openai 1.x/2.x use httpx; openai 3.x uses httpx2 — both are supported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+import httpx
+from sealgate.protocol.modes import SEALGATE, Mode
+
+from .fleet import Fleet
+from .policy import Policy
+from .transport import AsyncSealgateTransport, SealgateTransport
+from .verification import Verification
+
+__all__ = ["SecureClient"]
+
+_FLAVOURS: dict[str, tuple[type, type]] = {}
+
+
+def _transport_classes(http: ModuleType) -> tuple[type, type]:
+    """Transport classes deriving from ``http``'s base classes (httpx or httpx2)."""
+    if http is httpx:
+        return SealgateTransport, AsyncSealgateTransport
+    cached = _FLAVOURS.get(http.__name__)
+    if cached is None:
+        sync = type(
+            f"SealgateTransport_{http.__name__}",
+            (SealgateTransport, http.BaseTransport),
+            {"_http": http},
+        )
+        async_ = type(
+            f"AsyncSealgateTransport_{http.__name__}",
+            (AsyncSealgateTransport, http.AsyncBaseTransport),
+            {"_http": http},
+        )
+        cached = _FLAVOURS[http.__name__] = (sync, async_)
+    return cached
+
+
+def _openai_http_module() -> ModuleType:
+    """The HTTP library the installed openai SDK is built on (httpx or httpx2)."""
+    import openai
+
+    base = openai.DefaultHttpxClient.__mro__[1].__module__.split(".")[0]
+    return importlib.import_module(base)
+
+
+class SecureClient:
+    """Verifies the fleet behind ``gateway_url`` and makes sealing HTTP and OpenAI clients.
+
+    Nothing is sent to an enclave whose evidence did not verify against ``policy``;
+    with no verified enclave every request fails with ``NoVerifiedEnclave`` before
+    anything leaves the process.
+    """
+
+    def __init__(
+        self,
+        gateway_url: str,
+        policy: Policy,
+        *,
+        mode: Mode = SEALGATE,
+        timeout: float = 120.0,
+        max_attempts: int = 4,
+        forward_secret_headers: bool = False,
+        refresh_interval: float = 30.0,
+    ) -> None:
+        self.gateway_url = gateway_url.rstrip("/")
+        self.policy = policy
+        self.timeout = timeout
+        self._options: dict[str, Any] = {
+            "mode": mode,
+            "max_attempts": max_attempts,
+            "forward_secret_headers": forward_secret_headers,
+        }
+        self.fleet = Fleet(self.gateway_url, policy, refresh_interval=refresh_interval)
+
+    def verify(self) -> list[Verification]:
+        """Fetch and verify the fleet now; the records of the enclaves that passed."""
+        self.fleet.refresh()
+        return [e.verification for e in self.fleet.enclaves.values()]
+
+    def transport(self, inner: Any = None, *, http: ModuleType = httpx) -> Any:
+        """A synchronous sealing transport (for ``http.Client(transport=...)``)."""
+        sync, _ = _transport_classes(http)
+        return sync(self.fleet, inner, **self._options)
+
+    def async_transport(self, inner: Any = None, *, http: ModuleType = httpx) -> Any:
+        """An asynchronous sealing transport (for ``http.AsyncClient(transport=...)``)."""
+        _, async_ = _transport_classes(http)
+        return async_(self.fleet, inner, **self._options)
+
+    def httpx_client(self, *, http: ModuleType = httpx, **kwargs: Any) -> Any:
+        """An ``httpx.Client`` (or httpx2) whose requests to the gateway are sealed."""
+        kwargs.setdefault("base_url", self.gateway_url)
+        kwargs.setdefault("timeout", self.timeout)
+        return http.Client(transport=self.transport(http=http), **kwargs)
+
+    def async_httpx_client(self, *, http: ModuleType = httpx, **kwargs: Any) -> Any:
+        """An ``httpx.AsyncClient`` (or httpx2) whose requests to the gateway are sealed."""
+        kwargs.setdefault("base_url", self.gateway_url)
+        kwargs.setdefault("timeout", self.timeout)
+        return http.AsyncClient(transport=self.async_transport(http=http), **kwargs)
+
+    def openai(self, **kwargs: Any) -> Any:
+        """An ``openai.OpenAI`` whose every request is sealed to a verified enclave."""
+        import openai
+
+        http = _openai_http_module()
+        kwargs.setdefault("base_url", self.gateway_url + "/v1")
+        kwargs.setdefault("api_key", "sealgate")  # not sent: Authorization is dropped by default
+        kwargs.setdefault("http_client", self.httpx_client(http=http))
+        return openai.OpenAI(**kwargs)
+
+    def async_openai(self, **kwargs: Any) -> Any:
+        """An ``openai.AsyncOpenAI`` whose every request is sealed to a verified enclave."""
+        import openai
+
+        http = _openai_http_module()
+        kwargs.setdefault("base_url", self.gateway_url + "/v1")
+        kwargs.setdefault("api_key", "sealgate")
+        kwargs.setdefault("http_client", self.async_httpx_client(http=http))
+        return openai.AsyncOpenAI(**kwargs)
+
+    def close(self) -> None:
+        self.fleet.close()
+
+    def __enter__(self) -> SecureClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,390 @@
+"""httpx transports that seal every request to a verified enclave and open every response.
+
+They wrap an inner transport (``httpx.HTTPTransport`` by default), so any httpx-based
+SDK works unchanged. Per request:
+
+1. choose a verified enclave and its key (the gateway's hint picks among verified ones);
+2. seal the body (sealgate mode by default: bodyless requests get an empty final frame,
+   so every response is bound to its request) and add ``Sealgate-Key-Id``;
+3. open the response incrementally, so server-sent events arrive token by token.
+
+Fail closed: a 2xx without encryption, a frame that does not authenticate, or a stream
+cut before its final frame raises :class:`ResponseIntegrityError`. A plaintext error is
+the gateway's (or an enclave's refusal before decryption) and raises
+:class:`GatewayError`; it is never returned as enclave output.
+
+Recovery re-encrypts from the buffered plaintext under a fresh HPKE context, and only
+where the enclave cannot have processed the request: 421 (unknown key: the directory
+changed), 422 (key rotated out: re-attest), 503 before forwarding (another enclave).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import anyio
+import httpx
+from sealgate.protocol.errors import MalformedProblem, ProtocolError
+from sealgate.protocol.keyconfig import KeyConfig
+from sealgate.protocol.modes import EHBP, SEALGATE, Mode
+from sealgate.protocol.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
+from sealgate.protocol.problem import PROBLEMS, Problem
+from sealgate.protocol.request import RequestEncoder
+from sealgate.protocol.response import ResponseDecoder
+
+from .errors import GatewayError, RequestNotSent, ResponseIntegrityError
+from .fleet import Fleet, VerifiedEnclave
+
+__all__ = ["SealgateTransport", "AsyncSealgateTransport", "ENCLAVE_HEADER"]
+
+#: Added by the transport (not by any server) to decrypted responses: who served it.
+ENCLAVE_HEADER = "Sealgate-Verified-Enclave"
+_DROP_REQUEST = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "host",
+    }
+)
+_SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+_MAX_PLAINTEXT_ERROR = 64 * 1024
+
+
+@dataclass(slots=True)
+class _Attempt:
+    enclave: VerifiedEnclave
+    key: KeyConfig
+    encoder: RequestEncoder
+    headers: list[tuple[str, str]]
+    wire: bytes
+
+
+class _Retry:
+    """What to do before the next attempt."""
+
+    __slots__ = ("action", "delay")
+
+    def __init__(self, action: str, delay: float = 0.0) -> None:
+        self.action = action
+        self.delay = delay
+
+
+class _Core:
+    """Sealing, opening and the recovery rules, shared by every transport flavour."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        *,
+        mode: Mode = SEALGATE,
+        max_attempts: int = 4,
+        forward_secret_headers: bool = False,
+        max_body: int = 64 * 1024 * 1024,
+    ) -> None:
+        if mode not in (SEALGATE, EHBP):
+            raise ValueError("mode must be SEALGATE or EHBP")
+        self.fleet = fleet
+        self.mode = mode
+        self.max_attempts = max(1, max_attempts)
+        self.forward_secret_headers = forward_secret_headers
+        self.max_body = max_body
+
+    def seal(self, headers: Any, body: bytes, exclude: set[str]) -> _Attempt:
+        enclave, key = self.fleet.choose(exclude)
+        encoder = RequestEncoder(key, self.mode)
+        wire = encoder.finish(body)
+        out: list[tuple[str, str]] = []
+        for name, value in headers.multi_items():
+            lname = name.lower()
+            if lname in _DROP_REQUEST or lname.startswith(("sealgate-", "ehbp-")):
+                continue
+            if lname in _SECRET_HEADERS and not self.forward_secret_headers:
+                continue  # headers are not encrypted: the gateway would see them
+            out.append((name, value))
+        out += list(encoder.headers.items())
+        if self.mode is EHBP:
+            out.append(("Sealgate-Key-Id", key.fingerprint))  # lets a sealgate gateway route it
+        return _Attempt(enclave, key, encoder, out, wire)
+
+    def decoder(self, attempt: _Attempt, nonce: str) -> ResponseDecoder:
+        try:
+            return attempt.encoder.response_decoder(nonce)
+        except ProtocolError as exc:
+            raise ResponseIntegrityError(f"bad response nonce header: {exc.message}") from None
+
+    def response_headers(self, headers: Any, attempt: _Attempt) -> list[tuple[str, str]]:
+        drop = {"content-length", "transfer-encoding", self.mode.response_nonce_header.lower()}
+        kept = [(k, v) for k, v in headers.multi_items() if k.lower() not in drop]
+        kept.append((ENCLAVE_HEADER, f"{attempt.enclave.id}; key={attempt.key.fingerprint}"))
+        return kept
+
+    def refusal(
+        self, status: int, headers: Any, body: bytes, attempt: _Attempt, exclude: set[str]
+    ) -> _Retry:
+        """Classify a response without encryption; return how to retry or raise."""
+        if 200 <= status < 300:
+            raise ResponseIntegrityError(
+                f"a {status} response arrived without {self.mode.response_nonce_header}: "
+                "it is not from an enclave (or was stripped in transit); refusing it"
+            )
+        problem: Problem | None = None
+        if headers.get("content-type", "").split(";")[0].strip() == PROBLEM_MEDIA_TYPE:
+            try:
+                problem = Problem.from_bytes(body)
+            except MalformedProblem:
+                problem = None
+        retry_after = _retry_after(headers)
+        if problem is not None:
+            if status == 421 and problem.is_(PROBLEMS.UNKNOWN_KEY):
+                return _Retry("refresh")
+            if status == 422 and problem.is_(PROBLEMS.KEY_CONFIG):
+                return _Retry("rotated")
+            if status == 503 and problem.is_(PROBLEMS.ENCLAVE_UNAVAILABLE):
+                exclude.add(attempt.enclave.id)
+                return _Retry("down", retry_after)
+            if status == 503 and problem.is_(PROBLEMS.OVERLOADED):
+                exclude.add(attempt.enclave.id)  # refused before decryption: safe elsewhere
+                return _Retry("busy", retry_after)
+        what = (
+            f"{problem.title}: {problem.detail}"
+            if problem and problem.detail
+            else (problem.title if problem else "")
+        )
+        raise GatewayError(
+            status,
+            problem,
+            f"unauthenticated {status} from the gateway path (not enclave output)"
+            + (f": {what}" if what else ""),
+        )
+
+    def apply(self, retry: _Retry, attempt: _Attempt) -> None:
+        """Update the fleet for a retry (blocking; the async transport runs it in a thread)."""
+        if retry.action == "refresh":
+            self.fleet.key_unknown()
+        elif retry.action == "rotated":
+            self.fleet.key_rotated(attempt.key)
+        elif retry.action in ("down", "busy"):
+            self.fleet.enclave_down(attempt.enclave.id, retry.delay or 1.0)
+
+    def integrity_error(self, exc: ProtocolError) -> ResponseIntegrityError:
+        return ResponseIntegrityError(f"encrypted response failed verification: {exc.message}")
+
+
+def _retry_after(headers: Any) -> float:
+    try:
+        return float(headers.get("retry-after", "1"))
+    except ValueError:
+        return 1.0
+
+
+_STREAMS: dict[str, tuple[type, type]] = {}
+
+
+def _stream_classes(http: ModuleType) -> tuple[type, type]:
+    """Decrypting byte streams deriving from ``http``'s own stream base classes."""
+    cached = _STREAMS.get(http.__name__)
+    if cached is not None:
+        return cached
+    core_error = ResponseIntegrityError
+
+    class Decrypting(http.SyncByteStream):  # type: ignore[name-defined,misc]
+        def __init__(self, response: Any, decoder: ResponseDecoder) -> None:
+            self._response = response
+            self._decoder = decoder
+
+        def __iter__(self) -> Iterator[bytes]:
+            try:
+                for chunk in self._response.stream:
+                    for plaintext in self._decoder.push(chunk):
+                        if plaintext:
+                            yield plaintext
+                self._decoder.finish()
+            except ProtocolError as exc:
+                raise core_error(f"encrypted response failed verification: {exc.message}") from None
+            finally:
+                self._response.close()
+
+        def close(self) -> None:
+            self._response.close()
+
+    class AsyncDecrypting(http.AsyncByteStream):  # type: ignore[name-defined,misc]
+        def __init__(self, response: Any, decoder: ResponseDecoder) -> None:
+            self._response = response
+            self._decoder = decoder
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            try:
+                async for chunk in self._response.stream:
+                    for plaintext in self._decoder.push(chunk):
+                        if plaintext:
+                            yield plaintext
+                self._decoder.finish()
+            except ProtocolError as exc:
+                raise core_error(f"encrypted response failed verification: {exc.message}") from None
+            finally:
+                await self._response.aclose()
+
+        async def aclose(self) -> None:
+            await self._response.aclose()
+
+    _STREAMS[http.__name__] = (Decrypting, AsyncDecrypting)
+    return Decrypting, AsyncDecrypting
+
+
+class SealgateTransport(httpx.BaseTransport):
+    """Synchronous sealing transport (``httpx.Client(transport=...)``)."""
+
+    _http: ModuleType = httpx
+
+    def __init__(self, fleet: Fleet, inner: Any = None, **options: Any) -> None:
+        self._core = _Core(fleet, **options)
+        self._inner = inner if inner is not None else self._http.HTTPTransport()
+
+    @property
+    def fleet(self) -> Fleet:
+        return self._core.fleet
+
+    def handle_request(self, request: Any) -> Any:
+        body = request.read()
+        if len(body) > self._core.max_body:
+            raise RequestNotSent(f"request body of {len(body)} bytes exceeds max_body")
+        exclude: set[str] = set()
+        last: GatewayError | None = None
+        for _ in range(self._core.max_attempts):
+            attempt = self._core.seal(request.headers, body, exclude)
+            sealed = self._http.Request(
+                request.method,
+                request.url,
+                headers=attempt.headers,
+                content=attempt.wire,
+                extensions=request.extensions,
+            )
+            response = self._inner.handle_request(sealed)
+            nonce = response.headers.get(self._core.mode.response_nonce_header)
+            if nonce is not None:
+                try:
+                    decoder = self._core.decoder(attempt, nonce)
+                except ResponseIntegrityError:
+                    response.close()
+                    raise
+                sync_stream, _ = _stream_classes(self._http)
+                return self._http.Response(
+                    response.status_code,
+                    headers=self._core.response_headers(response.headers, attempt),
+                    stream=sync_stream(response, decoder),
+                    extensions=response.extensions,
+                )
+            raw = _read_capped(response)
+            try:
+                retry = self._core.refusal(
+                    response.status_code, response.headers, raw, attempt, exclude
+                )
+            except GatewayError as exc:
+                raise exc from None
+            self._core.apply(retry, attempt)
+            last = GatewayError(
+                response.status_code, None, f"gave up after {self._core.max_attempts} attempts"
+            )
+            if retry.action in ("refresh", "rotated"):
+                time.sleep(0.1)  # the gateway's directory lags an enclave's rotation by a poll
+        assert last is not None
+        raise last
+
+    def close(self) -> None:
+        self._inner.close()  # the fleet is shared; its owner (SecureClient) closes it
+
+
+class AsyncSealgateTransport(httpx.AsyncBaseTransport):
+    """Asynchronous sealing transport (``httpx.AsyncClient(transport=...)``)."""
+
+    _http: ModuleType = httpx
+
+    def __init__(self, fleet: Fleet, inner: Any = None, **options: Any) -> None:
+        self._core = _Core(fleet, **options)
+        self._inner = inner if inner is not None else self._http.AsyncHTTPTransport()
+
+    @property
+    def fleet(self) -> Fleet:
+        return self._core.fleet
+
+    async def handle_async_request(self, request: Any) -> Any:
+        body = await request.aread()
+        if len(body) > self._core.max_body:
+            raise RequestNotSent(f"request body of {len(body)} bytes exceeds max_body")
+        exclude: set[str] = set()
+        last: GatewayError | None = None
+        for _ in range(self._core.max_attempts):
+            # Choosing may refresh the fleet (network + verification): keep it off the loop.
+            attempt = await anyio.to_thread.run_sync(
+                self._core.seal, request.headers, body, exclude
+            )
+            sealed = self._http.Request(
+                request.method,
+                request.url,
+                headers=attempt.headers,
+                content=attempt.wire,
+                extensions=request.extensions,
+            )
+            response = await self._inner.handle_async_request(sealed)
+            nonce = response.headers.get(self._core.mode.response_nonce_header)
+            if nonce is not None:
+                try:
+                    decoder = self._core.decoder(attempt, nonce)
+                except ResponseIntegrityError:
+                    await response.aclose()
+                    raise
+                _, async_stream = _stream_classes(self._http)
+                return self._http.Response(
+                    response.status_code,
+                    headers=self._core.response_headers(response.headers, attempt),
+                    stream=async_stream(response, decoder),
+                    extensions=response.extensions,
+                )
+            raw = await _aread_capped(response)
+            retry = self._core.refusal(
+                response.status_code, response.headers, raw, attempt, exclude
+            )
+            await anyio.to_thread.run_sync(self._core.apply, retry, attempt)
+            last = GatewayError(
+                response.status_code, None, f"gave up after {self._core.max_attempts} attempts"
+            )
+            if retry.action in ("refresh", "rotated"):
+                await anyio.sleep(0.1)
+        assert last is not None
+        raise last
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _read_capped(response: Any) -> bytes:
+    data = bytearray()
+    try:
+        for chunk in response.stream:
+            data += chunk
+            if len(data) > _MAX_PLAINTEXT_ERROR:
+                break
+    finally:
+        response.close()
+    return bytes(data[:_MAX_PLAINTEXT_ERROR])
+
+
+async def _aread_capped(response: Any) -> bytes:
+    data = bytearray()
+    try:
+        async for chunk in response.stream:
+            data += chunk
+            if len(data) > _MAX_PLAINTEXT_ERROR:
+                break
+    finally:
+        await response.aclose()
+    return bytes(data[:_MAX_PLAINTEXT_ERROR])

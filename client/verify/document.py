@@ -1,0 +1,165 @@
+"""Verify one attestation document against a policy.
+
+Steps, each recorded in the :class:`Verification`: platform allowed; the platform's
+evidence (signatures, certificate chains — by the platform verifier); report_data
+equals the binding of the document's keys, nonce and TLS key hash; the measurement
+matches the policy; freshness (nonce or signed age); the keys are usable.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+from sealgate.protocol.attestation import AttestationDocument, parse_time_nonce
+from sealgate.protocol.errors import ProtocolError
+from sealgate.protocol.keyconfig import KeyConfig
+
+from ..policy import Policy
+from ..verification import Verification
+from .base import VERIFIERS
+
+__all__ = ["verify_document", "VerifiedDocument"]
+
+
+class VerifiedDocument:
+    """A document that passed every step, with the keys it binds."""
+
+    __slots__ = ("document", "keys", "verification")
+
+    def __init__(
+        self, document: AttestationDocument, keys: tuple[KeyConfig, ...], verification: Verification
+    ) -> None:
+        self.document = document
+        self.keys = keys
+        self.verification = verification
+
+
+def verify_document(
+    document: AttestationDocument,
+    policy: Policy,
+    *,
+    subject: str = "enclave",
+    nonce: bytes | None = None,
+    now: float | None = None,
+) -> VerifiedDocument:
+    """Verify ``document``; raise :class:`VerificationError` naming the failed step.
+
+    ``nonce`` is the fresh nonce this client sent, if any: the document must bind it.
+    ``now`` is the verification time (defaults to the current time).
+    """
+    now = time.time() if now is None else now
+    record = Verification(subject=subject, platform=document.platform, verified_at=now)
+    record.check(
+        "platform allowed",
+        document.platform in policy.platforms,
+        f"platform {document.platform!r} is {'' if document.platform in policy.platforms else 'not '}"
+        "accepted by the policy",
+        expected=", ".join(sorted(policy.platforms)),
+        actual=document.platform,
+    )
+    verifier = VERIFIERS.get(document.platform)
+    if verifier is None:
+        raise record.fail(
+            "platform verifier", f"no verifier is installed for {document.platform!r}"
+        )
+    evidence = verifier(document, policy, record, now)
+    record.measurement = dict(evidence.registers)
+    record.report_data = evidence.report_data.hex()
+
+    expected = document.expected_report_data()
+    record.check(
+        "report_data binding",
+        hmac.compare_digest(expected, evidence.report_data),
+        "the signed report_data binds this document's keys, nonce and TLS key hash",
+        expected=expected.hex(),
+        actual=evidence.report_data.hex(),
+    )
+    _check_measurement(record, policy, document.platform, evidence.registers)
+    _check_freshness(record, policy, document, nonce, evidence.issued_at, now)
+    try:
+        keys = document.keys
+        for key in keys:
+            key.require_supported()
+    except ProtocolError as exc:
+        raise record.fail("key configs", exc.message) from None
+    record.key_fingerprints = tuple(k.fingerprint for k in keys)
+    record.passed("key configs", f"{len(keys)} usable key(s): {', '.join(record.key_fingerprints)}")
+    return VerifiedDocument(document, keys, record)
+
+
+def _check_measurement(
+    record: Verification, policy: Policy, platform: str, registers: dict[str, str]
+) -> None:
+    actual = ", ".join(f"{k}={v}" for k, v in sorted(registers.items()))
+    if policy.allow_any_measurement:
+        record.passed(
+            "measurement",
+            "any measurement accepted (allow_any_measurement: development only)",
+            actual=actual,
+        )
+        return
+    expected = policy.expected_for(platform)
+    if not expected:
+        raise record.fail(
+            "measurement",
+            "the policy pins no measurement for this platform: pin one, or build the policy "
+            "from a verified release (Policy.from_release)",
+            expected="(none configured)",
+            actual=actual,
+        )
+    match = next((m for m in expected if m.matches(platform, registers)), None)
+    record.check(
+        "measurement",
+        match is not None,
+        f"matches {match}" if match else "no expected measurement matches the evidence",
+        expected=" | ".join(str(m) for m in expected),
+        actual=actual,
+    )
+
+
+def _check_freshness(
+    record: Verification,
+    policy: Policy,
+    document: AttestationDocument,
+    nonce: bytes | None,
+    issued_at: int | None,
+    now: float,
+) -> None:
+    if nonce is not None:
+        record.check(
+            "fresh nonce",
+            hmac.compare_digest(document.nonce, nonce),
+            "the evidence binds the nonce this client just sent",
+            expected=nonce.hex(),
+            actual=document.nonce.hex(),
+        )
+        return
+    if policy.require_fresh_nonce:
+        raise record.fail(
+            "fresh nonce",
+            "the policy requires evidence over a fresh client nonce; this document was not "
+            "requested with one (a replay cannot be ruled out)",
+            expected="a client nonce",
+            actual=document.nonce.hex() or "(empty)",
+        )
+    if policy.max_age is None:
+        record.passed("freshness", "no maximum age configured")
+        return
+    signed_time = parse_time_nonce(document.nonce)
+    when = signed_time if signed_time is not None else issued_at
+    if when is None:
+        raise record.fail(
+            "freshness",
+            "the document carries no signed time",
+            expected=f"age <= {policy.max_age:g}s",
+            actual="unknown",
+        )
+    age = now - when
+    record.check(
+        "freshness",
+        -60 <= age <= policy.max_age,
+        f"evidence signed {age:.0f}s ago (guest clock; the host can skew it)",
+        expected=f"age <= {policy.max_age:g}s",
+        actual=f"{age:.0f}s",
+    )

@@ -1,0 +1,143 @@
+"""Recovery: key rotation, an enclave killed mid-session, the fleet shrinking and growing back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from sealgate.client import ENCLAVE_HEADER, Policy, SecureClient
+from sealgate.enclave import EnclaveConfig
+from sealgate.enclave.attesters import measure_software
+from sealgate.enclave.engines import demo_engine
+from sealgate.gateway import Discovery, GatewayConfig
+
+from ..servers import free_port, wait_healthy
+
+openai = pytest.importorskip("openai", reason="the openai SDK (dev extra) is not installed")
+
+
+def _ask(client, text: str) -> tuple[str, str]:
+    raw = client.chat.completions.with_raw_response.create(
+        model="sealgate-demo-echo", messages=[{"role": "user", "content": text}]
+    )
+    return raw.parse().choices[0].message.content, raw.headers[ENCLAVE_HEADER].split(";")[0]
+
+
+def test_key_rotation_mid_session_is_invisible(fleet):
+    servers = [fleet.enclave(config=EnclaveConfig(key_grace=0)) for _ in range(2)]
+    gw = fleet.gateway(Discovery(static=[s.url for s in servers]))
+    policy = Policy.software(fleet.root.public_key().public_bytes_raw(), fleet.measurement)
+    with SecureClient(gw.url, policy) as secure:
+        client = secure.openai(max_retries=0)  # recovery must come from sealgate, not openai
+        for built in fleet.built:
+            built.rotate_keys()  # old keys die at once (grace 0); the client still holds them
+        for i in range(10):
+            answer, _ = _ask(client, f"question {i}")
+            assert answer.endswith(f"You said: question {i}")
+        assert secure.fleet.refreshes >= 2  # it re-attested after the 422
+
+
+def test_fleet_shrinking_to_one_and_growing_back(fleet, tmp_path):
+    servers = [fleet.enclave() for _ in range(3)]
+    path = tmp_path / "fleet.toml"
+    path.write_text("enclaves = [{}]\n".format(", ".join(f'"{s.url}"' for s in servers)))
+    gw = fleet.gateway(
+        Discovery(file=path), GatewayConfig(poll_interval=0.2, discovery_interval=0.2)
+    )
+    policy = Policy.software(fleet.root.public_key().public_bytes_raw(), fleet.measurement)
+    with SecureClient(gw.url, policy, refresh_interval=0.5) as secure:
+        client = secure.openai(max_retries=0)
+        assert len({_ask(client, "a")[1] for _ in range(20)}) == 3
+        path.write_text(f'enclaves = ["{servers[0].url}"]\n')
+        os.utime(path, (10, 10))
+        gw.refresh()
+        seen = {_ask(client, f"q{i}")[1] for i in range(10)}  # 421s are absorbed by re-fetching
+        assert len(seen) == 1
+        path.write_text("enclaves = [{}]\n".format(", ".join(f'"{s.url}"' for s in servers)))
+        os.utime(path, (20, 20))
+        gw.refresh()
+        time.sleep(0.6)  # let the client's directory age past refresh_interval
+        assert len({_ask(client, "b")[1] for _ in range(30)}) == 3
+
+
+def _spawn_enclave(root_pem, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sealgate.enclave",
+            "--port",
+            str(port),
+            "--software-root-key",
+            str(root_pem),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_enclave_killed_mid_session(fleet, tmp_path):
+    root_pem = tmp_path / "root.pem"
+    root_pem.write_bytes(
+        fleet.root.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    root_pem.chmod(0o600)
+    ports = [free_port() for _ in range(3)]
+    procs = [_spawn_enclave(root_pem, p) for p in ports]
+    try:
+        for port in ports:
+            wait_healthy(f"http://127.0.0.1:{port}")
+        gw = fleet.gateway(Discovery(static=[f"http://127.0.0.1:{p}" for p in ports]))
+        policy = Policy.software(
+            fleet.root.public_key().public_bytes_raw(), measure_software(demo_engine().description)
+        )
+        results: list[tuple[int, str, str]] = []
+        errors: list[BaseException] = []
+        killed = threading.Event()
+
+        def user_code() -> None:
+            with SecureClient(gw.url, policy) as secure:
+                client = secure.openai()  # plain user code: default openai settings
+                for i in range(60):
+                    try:
+                        answer, enclave = _ask(client, f"request {i}")
+                    except BaseException as exc:
+                        errors.append(exc)
+                        continue
+                    results.append((i, answer, enclave))
+                    if i == 15:
+                        killed.wait(10)
+
+        worker = threading.Thread(target=user_code)
+        worker.start()
+        while len(results) < 15:
+            time.sleep(0.01)
+        procs[0].send_signal(signal.SIGKILL)  # no goodbye: connections just die
+        procs[0].wait(5)
+        killed.set()
+        worker.join(120)
+        assert not errors, errors
+        assert [r[0] for r in results] == list(range(60))  # nothing lost, nothing twice
+        for i, answer, _ in results:
+            assert answer.endswith(f"You said: request {i}")
+        after = {enclave for i, _, enclave in results if i > 20}
+        assert len(after) == 2  # the killed enclave is out of rotation
+        gw.refresh()
+        assert gw.gateway.fleet.healthy_count() == 2
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
