@@ -51,5 +51,6 @@ def main() -> None:
 register("keyconfig", "sealgate.client.cli.keyconfig:keyconfig")
 register("verify", "sealgate.client.cli.verify:verify")
 register("chat", "sealgate.client.cli.chat:chat", extra="openai")
+register("demo", "sealgate.client.cli.demo:demo", extra="demo")
 register("enclave", "sealgate.enclave.cli:enclave", extra="enclave")
 register("gateway", "sealgate.gateway.cli:gateway", extra="gateway")

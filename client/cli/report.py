@@ -37,3 +37,23 @@ def render_verifications(console: Console, records: Iterable[Verification]) -> N
         if record.key_fingerprints:
             console.print(f"  keys: {', '.join(record.key_fingerprints)}")
         console.print()
+
+
+def render_summary(console: Console, records: Iterable[Verification]) -> None:
+    """One row per enclave: platform, measurement, key, and every check with its result."""
+    table = Table(title="fleet verification", title_justify="left")
+    for column in ("enclave", "platform", "measurement", "key", "checks"):
+        table.add_column(column, overflow="fold")
+    for record in records:
+        checks = "\n".join(
+            f"{'[green]✓[/]' if s.ok else '[red]✗[/]'} {s.name}" for s in record.steps
+        )
+        measurement = ", ".join(f"{v[:24]}…" for _, v in sorted(record.measurement.items()))
+        table.add_row(
+            record.subject.removeprefix("enclave "),
+            record.platform,
+            measurement,
+            ", ".join(record.key_fingerprints),
+            checks,
+        )
+    console.print(table)

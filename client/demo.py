@@ -1,0 +1,200 @@
+"""The demo fleet: three enclaves and a gateway on loopback, as separate processes.
+
+Used by ``sealgate demo`` and by the end-to-end acceptance test, so both take the
+same path. The enclaves use the ``software`` attester (a development stand-in for
+hardware) with one root key this process generates and trusts explicitly; their
+measurement is computed here from the installed code, as a reproducible build would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from .policy import Policy
+
+__all__ = ["DemoFleet"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited with code {proc.returncode} during start-up")
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not become healthy within {timeout:.0f}s")
+
+
+class DemoFleet:
+    """Start with ``with DemoFleet() as fleet:``; everything stops when the block ends."""
+
+    def __init__(
+        self,
+        enclaves: int = 3,
+        *,
+        upstream: str | None = None,
+        token_delay: float = 0.0,
+        gateway_port: int | None = None,
+    ) -> None:
+        self.count = enclaves
+        self.upstream = upstream
+        self.token_delay = token_delay
+        self.gateway_port = gateway_port or _free_port()
+        self.gateway_url = f"http://127.0.0.1:{self.gateway_port}"
+        self.enclave_urls: list[str] = []
+        self.root = Ed25519PrivateKey.generate()
+        self._tmp = tempfile.TemporaryDirectory(prefix="sealgate-demo-")
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self.access_log: queue.Queue[dict[str, object]] = queue.Queue()
+
+    @property
+    def root_public_key(self) -> bytes:
+        return self.root.public_key().public_bytes_raw()
+
+    def engine_description(self) -> dict[str, object]:
+        if self.upstream:
+            return {"engine": "upstream", "url": self.upstream.rstrip("/")}
+        return {"engine": "demo", "model": "sealgate-demo-echo"}
+
+    def policy(self) -> Policy:
+        """Trust this fleet's software root and the measurement of the installed code."""
+        from sealgate.enclave.attesters import measure_software
+
+        return Policy.software(self.root_public_key, measure_software(self.engine_description()))
+
+    def start(self) -> DemoFleet:
+        key_file = Path(self._tmp.name) / "software-root.pem"
+        key_file.write_bytes(
+            self.root.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        key_file.chmod(0o600)
+        try:
+            for _ in range(self.count):
+                port = _free_port()
+                args = [
+                    sys.executable,
+                    "-m",
+                    "sealgate.enclave",
+                    "--port",
+                    str(port),
+                    "--software-root-key",
+                    str(key_file),
+                    "--log-level",
+                    "warning",
+                ]
+                if self.upstream:
+                    args += ["--upstream", self.upstream]
+                else:
+                    args += ["--demo-token-delay", str(self.token_delay)]
+                self._procs.append(self._spawn(args))
+                self.enclave_urls.append(f"http://127.0.0.1:{port}")
+            for url, proc in zip(self.enclave_urls, self._procs, strict=True):
+                _wait_healthy(url, proc)
+            gateway_args = [
+                sys.executable,
+                "-m",
+                "sealgate.gateway",
+                "--port",
+                str(self.gateway_port),
+                "--poll-interval",
+                "0.5",
+                "--log-level",
+                "info",
+            ]
+            for url in self.enclave_urls:
+                gateway_args += ["--enclave", url]
+            gateway = self._spawn(gateway_args, capture=True)
+            self._procs.append(gateway)
+            threading.Thread(target=self._read_access_log, args=(gateway,), daemon=True).start()
+            _wait_healthy(self.gateway_url, gateway)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self, args: list[str], capture: bool = False) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE if capture else subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def _read_access_log(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            line = raw.decode(errors="replace")
+            if "sealgate.gateway.access" in line and "{" in line:
+                with contextlib.suppress(ValueError):
+                    self.access_log.put(json.loads(line[line.index("{") :]))
+
+    def gateway_saw(self, timeout: float = 2.0) -> list[dict[str, object]]:
+        """Access-log records the gateway wrote since the last call."""
+        records: list[dict[str, object]] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                records.append(self.access_log.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                return records
+
+    def kill_enclave(self, index: int) -> None:
+        """SIGKILL one enclave (for failure demonstrations and tests)."""
+        self._procs[index].send_signal(signal.SIGKILL)
+        self._procs[index].wait(10)
+
+    def stop(self) -> None:
+        for proc in reversed(self._procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self._procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stderr is not None:
+                proc.stderr.close()
+        self._procs.clear()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> DemoFleet:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
