@@ -16,6 +16,14 @@ if TYPE_CHECKING:
 __all__ = [
     "SealgateError",
     "VerificationError",
+    "EvidenceFormatError",
+    "CertificateChainError",
+    "EvidenceSignatureError",
+    "PlatformPolicyError",
+    "TcbError",
+    "BindingError",
+    "MeasurementMismatch",
+    "StaleEvidence",
     "NoVerifiedEnclave",
     "FleetUnavailable",
     "GatewayError",
@@ -44,6 +52,38 @@ class VerificationError(SealgateError):
     def diagnostics(self) -> str:
         """A human-readable account of the whole verification."""
         return self.verification.report()
+
+
+class EvidenceFormatError(VerificationError):
+    """The evidence or its collateral is malformed (wrong size, unknown version)."""
+
+
+class CertificateChainError(VerificationError):
+    """A vendor certificate chain does not lead to a pinned root, or is not valid now."""
+
+
+class EvidenceSignatureError(VerificationError):
+    """The evidence is not signed by the key its chain certifies."""
+
+
+class PlatformPolicyError(VerificationError):
+    """The platform's own settings violate the policy (debug, migration agent, VMPL...)."""
+
+
+class TcbError(VerificationError):
+    """The platform's trusted computing base is below the minimum or out of date."""
+
+
+class BindingError(VerificationError):
+    """The signed report_data does not bind the document's keys, nonce and TLS key hash."""
+
+
+class MeasurementMismatch(VerificationError):
+    """The measured code is not one the policy (or a verified release) expects."""
+
+
+class StaleEvidence(VerificationError):
+    """The evidence is too old, or not bound to this client's fresh nonce."""
 
 
 class NoVerifiedEnclave(SealgateError):

@@ -48,11 +48,20 @@ class Verification:
         self.steps.append(Step(name, True, detail, expected, actual))
 
     def fail(
-        self, name: str, detail: str, expected: str | None = None, actual: str | None = None
+        self,
+        name: str,
+        detail: str,
+        expected: str | None = None,
+        actual: str | None = None,
+        *,
+        error: type[VerificationError] = VerificationError,
     ) -> VerificationError:
-        """Record a failed step and return the error to raise."""
+        """Record a failed step and return the (typed) error to raise."""
         self.steps.append(Step(name, False, detail, expected, actual))
-        return VerificationError(f"{self.subject}: {name} failed: {detail}", self)
+        message = f"{self.subject}: {name} failed: {detail}"
+        if expected is not None or actual is not None:
+            message += f" (expected {expected}, got {actual})"
+        return error(message, self)
 
     def check(
         self,
@@ -61,12 +70,14 @@ class Verification:
         detail: str,
         expected: str | None = None,
         actual: str | None = None,
+        *,
+        error: type[VerificationError] = VerificationError,
     ) -> None:
-        """Record a step; raise :class:`VerificationError` if it failed."""
+        """Record a step; raise ``error`` (a :class:`VerificationError`) if it failed."""
         if ok:
             self.passed(name, detail, expected, actual)
         else:
-            raise self.fail(name, detail, expected, actual)
+            raise self.fail(name, detail, expected, actual, error=error)
 
     def report(self) -> str:
         """Plain-text report, one line per step."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from .base import VERIFIERS, PlatformEvidence, PlatformVerifier, register
 from .document import VerifiedDocument, verify_document
+from .sev_snp import verify_snp_document
 from .software import verify_software
 
 register("software", verify_software)
+register("sev-snp", verify_snp_document)
 
 __all__ = [
     "VERIFIERS",

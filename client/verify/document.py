@@ -15,6 +15,7 @@ from sealgate.protocol.attestation import AttestationDocument, parse_time_nonce
 from sealgate.protocol.errors import ProtocolError
 from sealgate.protocol.keyconfig import KeyConfig
 
+from ..errors import BindingError, MeasurementMismatch, StaleEvidence
 from ..policy import Policy
 from ..verification import Verification
 from .base import VERIFIERS
@@ -74,6 +75,7 @@ def verify_document(
         "the signed report_data binds this document's keys, nonce and TLS key hash",
         expected=expected.hex(),
         actual=evidence.report_data.hex(),
+        error=BindingError,
     )
     _check_measurement(record, policy, document.platform, evidence.registers)
     _check_freshness(record, policy, document, nonce, evidence.issued_at, now)
@@ -107,6 +109,7 @@ def _check_measurement(
             "from a verified release (Policy.from_release)",
             expected="(none configured)",
             actual=actual,
+            error=MeasurementMismatch,
         )
     match = next((m for m in expected if m.matches(platform, registers)), None)
     record.check(
@@ -115,6 +118,7 @@ def _check_measurement(
         f"matches {match}" if match else "no expected measurement matches the evidence",
         expected=" | ".join(str(m) for m in expected),
         actual=actual,
+        error=MeasurementMismatch,
     )
 
 
@@ -133,6 +137,7 @@ def _check_freshness(
             "the evidence binds the nonce this client just sent",
             expected=nonce.hex(),
             actual=document.nonce.hex(),
+            error=StaleEvidence,
         )
         return
     if policy.require_fresh_nonce:
@@ -142,6 +147,7 @@ def _check_freshness(
             "requested with one (a replay cannot be ruled out)",
             expected="a client nonce",
             actual=document.nonce.hex() or "(empty)",
+            error=StaleEvidence,
         )
     if policy.max_age is None:
         record.passed("freshness", "no maximum age configured")
@@ -162,4 +168,5 @@ def _check_freshness(
         f"evidence signed {age:.0f}s ago (guest clock; the host can skew it)",
         expected=f"age <= {policy.max_age:g}s",
         actual=f"{age:.0f}s",
+        error=StaleEvidence,
     )

@@ -13,6 +13,7 @@ from sealgate.protocol.software_evidence import (
     decode_evidence,
 )
 
+from ..errors import CertificateChainError, EvidenceSignatureError
 from ..policy import Policy
 from ..verification import Verification
 from .base import PlatformEvidence
@@ -34,6 +35,7 @@ def verify_software(
         "never trusted implicitly)",
         expected=", ".join(r.hex() for r in policy.software_roots) or "(none trusted)",
         actual=root.hex() or "(none)",
+        error=CertificateChainError,
     )
     try:
         claims_bytes, signature = decode_evidence(document.evidence)
@@ -41,7 +43,9 @@ def verify_software(
         claims = SoftwareClaims.from_bytes(claims_bytes)
     except (InvalidSignature, MalformedAttestationDocument, ValueError) as exc:
         raise record.fail(
-            "evidence signature", f"Ed25519 signature does not verify ({type(exc).__name__})"
+            "evidence signature",
+            f"Ed25519 signature does not verify ({type(exc).__name__})",
+            error=EvidenceSignatureError,
         ) from None
     record.passed("evidence signature", "Ed25519 signature by the trusted root verifies")
     record.check(

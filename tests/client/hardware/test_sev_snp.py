@@ -1,0 +1,242 @@
+"""AMD SEV-SNP verification on real reports, offline, with the verification time as a parameter."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import time
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import NameOID
+from sealgate.client import ExpectedMeasurement, Policy, SnpPolicy, Verification, verify_document
+from sealgate.client.errors import (
+    CertificateChainError,
+    EvidenceFormatError,
+    EvidenceSignatureError,
+    PlatformPolicyError,
+    TcbError,
+    VerificationError,
+)
+from sealgate.client.verify.sev_snp import ARK_FINGERPRINTS, SnpReport, _shipped_chain, verify_snp
+from sealgate.protocol import AttestationDocument, encode_key_configs
+from sealgate.protocol.hpke import PrivateKey
+
+MILAN_2025 = dt.datetime(2025, 6, 1, tzinfo=dt.UTC).timestamp()
+
+
+def _verify(report, vcek, when, policy=None):
+    policy = policy or SnpPolicy()
+    record = Verification("test")
+    return verify_snp(report, vcek, policy, record, when), record
+
+
+def _hpke_key_from_san(cert: x509.Certificate) -> bytes:
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    parts = sorted(
+        n.split(".")[0]
+        for n in names.get_values_for_type(x509.DNSName)
+        if n.endswith(".hpke.tinfoil.sh")
+    )
+    data = "".join(p[2:] for p in parts).upper()
+    return base64.b32decode(data + "=" * (-len(data) % 8))
+
+
+def test_real_genoa_report_verifies_against_the_shipped_roots(genoa, tinfoil_bundle):
+    report_bytes, vcek, when = genoa
+    report, record = _verify(report_bytes, vcek, when)
+    assert record.ok and len(record.steps) >= 15
+    # The measurement is the one the release's Sigstore predicate names.
+    envelope = tinfoil_bundle["sigstoreBundle"]["dsseEnvelope"]
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    assert report.measurement.hex() == statement["predicate"]["snp_measurement"]
+    # report_data = SHA-256(the enclave certificate's SPKI) || the HPKE key.
+    cert = x509.load_pem_x509_certificate(tinfoil_bundle["enclaveCert"].encode())
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert report.report_data == hashlib.sha256(spki).digest() + _hpke_key_from_san(cert)
+    assert report.version == 3 and not report.debug_allowed and report.vmpl == 0
+
+
+@pytest.mark.parametrize(
+    ("folder", "report", "cert"),
+    [
+        ("sev-snp-milan-virtee", "report.bin", "vcek.der"),
+        ("sev-snp-milan-azure", "report.bin", "vcek_kds.der"),
+        ("sev-snp-milan-aws-vlek", "report.bin", "vlek.pem"),
+    ],
+)
+def test_other_real_milan_reports_verify(vectors, folder, report, cert):
+    parsed, record = _verify(
+        (vectors / folder / report).read_bytes(), (vectors / folder / cert).read_bytes(), MILAN_2025
+    )
+    assert record.ok
+    assert parsed.signed_by_vlek == cert.startswith("vlek")
+
+
+def test_the_azure_vcek_as_azure_serves_it_verifies_too(vectors):
+    folder = vectors / "sev-snp-milan-azure"
+    _, record = _verify(
+        (folder / "report.bin").read_bytes(),
+        (folder / "vcek_azure_thim.pem").read_bytes(),
+        MILAN_2025,
+    )
+    assert record.ok
+
+
+def test_debug_policy_is_refused_by_default(vectors):
+    folder = vectors / "sev-snp-milan-go-sev-guest"
+    report, vcek = (folder / "report.bin").read_bytes(), (folder / "vcek.der").read_bytes()
+    with pytest.raises(PlatformPolicyError, match="debug") as excinfo:
+        _verify(report, vcek, MILAN_2025)
+    assert excinfo.value.verification.failed_step.name == "debug disabled"
+    _, record = _verify(report, vcek, MILAN_2025, SnpPolicy(allow_debug=True))
+    assert record.ok  # the signatures themselves are fine
+
+
+def test_vlek_that_did_not_sign_the_report(vectors):
+    folder = vectors / "sev-snp-vlek-mismatch"
+    when = dt.datetime(2024, 1, 1, tzinfo=dt.UTC).timestamp()
+    with pytest.raises(EvidenceSignatureError):
+        _verify((folder / "report.bin").read_bytes(), (folder / "vlek.pem").read_bytes(), when)
+
+
+def test_turin_vcek_chains_to_the_shipped_turin_root(vectors):
+    vcek = x509.load_der_x509_certificate(
+        (vectors / "sev-snp-turin-vcek" / "vcek.der").read_bytes()
+    )
+    ask, ark = _shipped_chain("Turin", False)
+    ask.public_key().verify(
+        vcek.signature,
+        vcek.tbs_certificate_bytes,
+        padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48),
+        hashes.SHA384(),
+    )
+    assert ark.fingerprint(hashes.SHA256()).hex() == ARK_FINGERPRINTS["Turin"]
+
+
+def test_every_single_bit_flip_in_the_signed_part_is_refused(genoa):
+    report, vcek, when = genoa
+    refused = 0
+    for byte in range(0x2A0):
+        for bit in range(8):
+            flipped = bytearray(report)
+            flipped[byte] ^= 1 << bit
+            with pytest.raises(VerificationError):
+                _verify(bytes(flipped), vcek, when)
+            refused += 1
+    assert refused == 0x2A0 * 8
+
+
+def test_swapped_vcek_is_refused(genoa, vectors):
+    report, _, when = genoa
+    other = (vectors / "sev-snp-milan-virtee" / "vcek.der").read_bytes()
+    with pytest.raises((CertificateChainError, TcbError, EvidenceSignatureError)):
+        _verify(report, other, when)
+
+
+def test_expired_collateral_time_is_refused(genoa):
+    report, vcek, _ = genoa
+    with pytest.raises(CertificateChainError, match="vcek validity"):
+        _verify(report, vcek, dt.datetime(2040, 1, 1, tzinfo=dt.UTC).timestamp())
+
+
+def test_tcb_below_the_minimum_is_refused(genoa):
+    report, vcek, when = genoa
+    with pytest.raises(TcbError, match="minimum tcb"):
+        _verify(report, vcek, when, SnpPolicy(min_tcb={"snp": 24}))
+    _verify(report, vcek, when, SnpPolicy(min_tcb={"snp": 23, "microcode": 84}))
+
+
+def test_wrong_sizes_and_versions_are_format_errors(genoa):
+    report, vcek, when = genoa
+    for bad in (report[:-1], report + b"\x00", b""):
+        with pytest.raises(EvidenceFormatError):
+            _verify(bad, vcek, when)
+    with pytest.raises(ValueError, match="version"):
+        SnpReport.from_bytes(b"\x09" + report[1:])
+
+
+def _self_made_chain(product: str = "Genoa"):
+    """A chain that looks like AMD's but is rooted in our own key: a wrong root."""
+
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    pss = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
+    ask_key = rsa.generate_private_key(65537, 2048)
+    vcek_key = ec.generate_private_key(ec.SECP384R1())
+    now = dt.datetime.now(dt.UTC)
+
+    def build(subject, issuer, key, signer, extensions=()):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(name(issuer))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+        )
+        for oid, value in extensions:
+            builder = builder.add_extension(
+                x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), value), False
+            )
+        return builder.sign(signer, hashes.SHA384(), rsa_padding=pss)
+
+    ext = [
+        ("1.3.6.1.4.1.3704.1.2", b"\x16\x05" + product.encode()),
+        ("1.3.6.1.4.1.3704.1.3.1", b"\x02\x01\x00"),
+        ("1.3.6.1.4.1.3704.1.3.2", b"\x02\x01\x00"),
+        ("1.3.6.1.4.1.3704.1.3.3", b"\x02\x01\x00"),
+        ("1.3.6.1.4.1.3704.1.3.8", b"\x02\x01\x00"),
+        ("1.3.6.1.4.1.3704.1.4", bytes(64)),
+    ]
+    vcek = build("SEV-VCEK", "SEV-" + product, vcek_key, ask_key, ext)
+    return vcek, vcek_key
+
+
+def _synthetic_report(
+    vcek_key, report_data: bytes, measurement: bytes, policy: int = 0x30000
+) -> bytes:
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    body = bytearray(1184)
+    body[0:4] = (3).to_bytes(4, "little")
+    body[8:16] = policy.to_bytes(8, "little")
+    body[0x34:0x38] = (1).to_bytes(4, "little")
+    body[0x50:0x90] = report_data
+    body[0x90:0xC0] = measurement
+    r, s = decode_dss_signature(vcek_key.sign(bytes(body[:0x2A0]), ec.ECDSA(hashes.SHA384())))
+    body[0x2A0:0x2E8] = r.to_bytes(72, "little")
+    body[0x2E8:0x330] = s.to_bytes(72, "little")
+    return bytes(body)
+
+
+def test_a_chain_to_a_wrong_root_is_refused():
+    vcek, vcek_key = _self_made_chain()
+    report = _synthetic_report(vcek_key, bytes(64), bytes(48))
+    with pytest.raises(CertificateChainError, match="signed by ask"):
+        _verify(report, vcek.public_bytes(serialization.Encoding.DER), time.time())
+
+
+def test_sev_snp_document_through_the_client_verifier_interface(genoa):
+    report, vcek, when = genoa
+    keys = encode_key_configs([PrivateKey.generate().key_config()])
+    document = AttestationDocument(
+        platform="sev-snp", key_configs=keys, evidence=report, collateral={"vcek": vcek}
+    )
+    measurement = SnpReport.from_bytes(report).measurement.hex()
+    policy = Policy().with_measurements(
+        ExpectedMeasurement("sev-snp", {"measurement": measurement})
+    )
+    # The hardware chain verifies, but this report binds Tinfoil's keys, not ours.
+    with pytest.raises(VerificationError) as excinfo:
+        verify_document(document, policy, now=when)
+    assert excinfo.value.step == "report_data binding"
+    assert excinfo.value.verification.measurement == {"measurement": measurement}
