@@ -49,6 +49,11 @@ class SnpPolicy:
     min_tcb: Mapping[str, int] = field(default_factory=dict)
     min_firmware: tuple[int, int] | None = None
     require_reported_tcb_current: bool = False
+    #: When a document carries no VCEK, fetch it from this AMD KDS base URL (None: never).
+    kds_url: str | None = None
+    #: Directory caching fetched VCEKs (None: ~/.cache/sealgate/vcek).
+    kds_cache: str | None = None
+    kds_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)

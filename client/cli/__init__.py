@@ -50,6 +50,7 @@ def main() -> None:
 
 register("keyconfig", "sealgate.client.cli.keyconfig:keyconfig")
 register("verify", "sealgate.client.cli.verify:verify")
+register("verify-evidence", "sealgate.client.cli.evidence:verify_evidence")
 register("chat", "sealgate.client.cli.chat:chat", extra="openai")
 register("demo", "sealgate.client.cli.demo:demo", extra="demo")
 register("enclave", "sealgate.enclave.cli:enclave", extra="enclave")

@@ -11,9 +11,11 @@ from .base import VERIFIERS, PlatformEvidence, PlatformVerifier, register
 from .document import VerifiedDocument, verify_document
 from .sev_snp import verify_snp_document
 from .software import verify_software
+from .tdx import verify_tdx_document
 
 register("software", verify_software)
 register("sev-snp", verify_snp_document)
+register("tdx", verify_tdx_document)
 
 __all__ = [
     "VERIFIERS",

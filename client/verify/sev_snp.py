@@ -466,15 +466,66 @@ def _check_policy(record: Verification, report: SnpReport, policy: SnpPolicy, pr
     )
 
 
+KDS_URL = "https://kdsintf.amd.com"
+
+
+def product_of(report: SnpReport) -> str | None:
+    """The product named by the report's CPUID fields (report v3+), if recognisable."""
+    family, model = report.raw[0x188], report.raw[0x189]
+    if family == 0x19:
+        return "Milan" if model < 0x10 else "Genoa"
+    if family == 0x1A:
+        return "Turin"
+    return None
+
+
+def fetch_vcek(report: SnpReport, policy: SnpPolicy) -> bytes:
+    """Fetch (or load from the cache) the VCEK for this report's chip and reported TCB."""
+    import os
+    from pathlib import Path
+
+    import httpx
+
+    product = product_of(report)
+    if product is None:
+        raise ValueError("the report does not say which product it comes from (report v2?)")
+    tcb = TcbVersion.decode(report.reported_tcb, product)
+    hwid = report.chip_id if product != "Turin" else report.chip_id[:8]
+    query = f"blSPL={tcb.bootloader}&teeSPL={tcb.tee}&snpSPL={tcb.snp}&ucodeSPL={tcb.microcode}"
+    if tcb.fmc is not None:
+        query += f"&fmcSPL={tcb.fmc}"
+    cache = Path(policy.kds_cache or os.path.expanduser("~/.cache/sealgate/vcek"))
+    cached = cache / f"{product}-{hwid.hex()}-{tcb.raw:016x}.der"
+    if cached.exists():
+        return cached.read_bytes()
+    url = f"{(policy.kds_url or KDS_URL).rstrip('/')}/vcek/v1/{product}/{hwid.hex()}?{query}"
+    response = httpx.get(url, timeout=policy.kds_timeout)
+    response.raise_for_status()
+    cache.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(response.content)
+    return response.content
+
+
 def verify_snp_document(
     document: AttestationDocument, policy: Policy, record: Verification, now: float
 ) -> PlatformEvidence:
     """Platform verifier for ``sev-snp`` documents (evidence = report, collateral ``vcek``)."""
     vcek = document.collateral.get("vcek") or document.collateral.get("vlek")
+    if vcek is None and policy.snp.kds_url is not None:
+        try:
+            vcek = fetch_vcek(SnpReport.from_bytes(document.evidence), policy.snp)
+        except Exception as exc:  # noqa: BLE001 - any fetch failure is reported as this step
+            raise record.fail(
+                "vcek",
+                f"no VCEK attached and fetching it from AMD KDS failed: {exc}",
+                error=CertificateChainError,
+            ) from None
+        record.passed("vcek", "fetched from AMD's key distribution service (or its cache)")
     if vcek is None:
         raise record.fail(
             "vcek",
-            "the document carries no VCEK; the enclave must attach it (--vcek)",
+            "the document carries no VCEK; attach it on the enclave (--vcek) "
+            "or allow fetching it (SnpPolicy(kds_url=...))",
             error=CertificateChainError,
         )
     report = verify_snp(

@@ -22,7 +22,12 @@ from sealgate.client.errors import (
     TcbError,
     VerificationError,
 )
-from sealgate.client.verify.sev_snp import ARK_FINGERPRINTS, SnpReport, _shipped_chain, verify_snp
+from sealgate.client.verify.sev_snp import (
+    ARK_FINGERPRINTS,
+    SnpReport,
+    _shipped_chain,
+    verify_snp,
+)
 from sealgate.protocol import AttestationDocument, encode_key_configs
 from sealgate.protocol.hpke import PrivateKey
 
@@ -240,3 +245,47 @@ def test_sev_snp_document_through_the_client_verifier_interface(genoa):
         verify_document(document, policy, now=when)
     assert excinfo.value.step == "report_data binding"
     assert excinfo.value.verification.measurement == {"measurement": measurement}
+
+
+def test_missing_vcek_is_fetched_from_kds_once_then_cached(genoa, tmp_path):
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from ...servers import ServerThread
+
+    report, vcek, when = genoa
+    requests = []
+
+    async def kds(request: Request) -> Response:
+        requests.append(str(request.url))
+        return Response(vcek, media_type="application/pkix-cert")
+
+    server = ServerThread(Starlette(routes=[Route("/vcek/v1/{product}/{hwid}", kds)])).start()
+    try:
+        parsed = SnpReport.from_bytes(report)
+        document = AttestationDocument(
+            platform="sev-snp",
+            key_configs=encode_key_configs([PrivateKey.generate().key_config()]),
+            evidence=report,
+        )
+        snp = SnpPolicy(kds_url=server.url, kds_cache=str(tmp_path))
+        policy = Policy(snp=snp).with_measurements(
+            ExpectedMeasurement("sev-snp", {"measurement": parsed.measurement.hex()})
+        )
+        for _ in range(2):
+            with pytest.raises(VerificationError) as excinfo:
+                verify_document(document, policy, now=when)
+            assert (
+                excinfo.value.step == "report_data binding"
+            )  # the chain verified with the fetched VCEK
+        assert len(requests) == 1 and "/vcek/v1/Genoa/" + parsed.chip_id.hex() in requests[0]
+        assert "snpSPL=23" in requests[0] and "ucodeSPL=84" in requests[0]
+        no_fetch = Policy().with_measurements(
+            ExpectedMeasurement("sev-snp", {"measurement": parsed.measurement.hex()})
+        )
+        with pytest.raises(CertificateChainError, match="no VCEK"):
+            verify_document(document, no_fetch, now=when)
+    finally:
+        server.stop()

@@ -1,0 +1,111 @@
+"""``sealgate verify-evidence``: verify raw SEV-SNP or TDX evidence offline, for auditors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from ..errors import VerificationError
+from ..policy import SnpPolicy, TdxPolicy
+from ..verification import Verification
+from ..verify.sev_snp import verify_snp
+from ..verify.tdx import Collateral, fmspc_of, verify_tdx
+from .report import render_verifications
+
+
+def _when(value: str | None) -> float:
+    if value is None:
+        return dt.datetime.now(dt.UTC).timestamp()
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 time") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).timestamp()
+
+
+@click.command("verify-evidence")
+@click.option("--platform", type=click.Choice(["sev-snp", "tdx"]), required=True)
+@click.option(
+    "--report",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="SEV-SNP: the 1184-byte attestation report.",
+)
+@click.option(
+    "--vcek",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="SEV-SNP: the VCEK (or VLEK) certificate, DER or PEM.",
+)
+@click.option(
+    "--quote",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TDX: the v4 quote.",
+)
+@click.option(
+    "--collateral",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="TDX: directory of Intel PCS collateral (tcb_info_<fmspc>.json, qe_identity.json, chains).",
+)
+@click.option("--at", "at", metavar="ISO-TIME", help="Verify as of this time (default: now).")
+@click.option("--allow-debug", is_flag=True, help="Do not refuse a debuggable guest.")
+@click.option("--json", "as_json", is_flag=True)
+def verify_evidence(
+    platform: str,
+    report: Path | None,
+    vcek: Path | None,
+    quote: Path | None,
+    collateral: Path | None,
+    at: str | None,
+    allow_debug: bool,
+    as_json: bool,
+) -> None:
+    """Verify hardware evidence and print every step and the extracted values."""
+    now = _when(at)
+    record = Verification(subject=str(report or quote), platform=platform, verified_at=now)
+    values: dict[str, str] = {}
+    try:
+        if platform == "sev-snp":
+            if report is None or vcek is None:
+                raise click.UsageError("--platform sev-snp needs --report and --vcek")
+            parsed = verify_snp(
+                report.read_bytes(),
+                vcek.read_bytes(),
+                SnpPolicy(allow_debug=allow_debug),
+                record,
+                now,
+            )
+            values = {
+                "measurement": parsed.measurement.hex(),
+                "report_data": parsed.report_data.hex(),
+                "policy": f"0x{parsed.policy:x}",
+                "reported_tcb": f"0x{parsed.reported_tcb:016x}",
+                "chip_id": parsed.chip_id.hex(),
+            }
+        else:
+            if quote is None or collateral is None:
+                raise click.UsageError("--platform tdx needs --quote and --collateral")
+            raw = quote.read_bytes()
+            try:
+                fmspc = fmspc_of(raw)  # picks the TCB info file for this platform
+                bundle = Collateral.from_directory(collateral, fmspc)
+            except (OSError, ValueError) as exc:
+                raise click.ClickException(f"cannot load collateral: {exc}") from exc
+            parsed_quote = verify_tdx(raw, bundle, TdxPolicy(allow_debug=allow_debug), record, now)
+            values = {
+                **parsed_quote.td_report.registers(),
+                "report_data": parsed_quote.td_report.report_data.hex(),
+                "tee_tcb_svn": parsed_quote.td_report.tee_tcb_svn.hex(),
+                "fmspc": fmspc,
+            }
+    except VerificationError:
+        pass  # the record names the failed step
+    record.measurement = values
+    if as_json:
+        click.echo(json.dumps({**record.to_dict(), "values": values}, indent=2))
+    else:
+        render_verifications(Console(), [record])
+    sys.exit(0 if record.ok else 1)

@@ -1,0 +1,77 @@
+"""A minimal DER reader for the vendor extensions ``cryptography`` leaves undecoded.
+
+Only what AMD's VCEK and Intel's PCK extensions use: tag-length-value with
+definite lengths, SEQUENCE nesting, OBJECT IDENTIFIER, INTEGER, OCTET STRING,
+ENUMERATED. Parsing only; no cryptography here.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DerError", "read_tlv", "children", "decode_oid", "decode_int", "oid_map"]
+
+
+class DerError(ValueError):
+    """The bytes are not the DER this reader expects."""
+
+
+def read_tlv(data: bytes, offset: int = 0) -> tuple[int, bytes, int]:
+    """``(tag, value, next offset)`` of the element at ``offset``."""
+    if offset + 2 > len(data):
+        raise DerError("truncated DER element")
+    tag = data[offset]
+    length = data[offset + 1]
+    pos = offset + 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 4 or pos + count > len(data):
+            raise DerError("unsupported DER length")
+        length = int.from_bytes(data[pos : pos + count], "big")
+        pos += count
+    if pos + length > len(data):
+        raise DerError("DER element runs past its container")
+    return tag, data[pos : pos + length], pos + length
+
+
+def children(data: bytes) -> list[tuple[int, bytes]]:
+    """The elements inside a constructed value."""
+    out = []
+    offset = 0
+    while offset < len(data):
+        tag, value, offset = read_tlv(data, offset)
+        out.append((tag, value))
+    return out
+
+
+def decode_oid(value: bytes) -> str:
+    """Dotted string of an OBJECT IDENTIFIER's content bytes."""
+    if not value:
+        raise DerError("empty OID")
+    first = value[0]
+    arcs = [min(first // 40, 2), first - 40 * min(first // 40, 2)]
+    current = 0
+    for byte in value[1:]:
+        current = (current << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            arcs.append(current)
+            current = 0
+    return ".".join(str(a) for a in arcs)
+
+
+def decode_int(value: bytes) -> int:
+    return int.from_bytes(value, "big", signed=False)
+
+
+def oid_map(sequence: bytes) -> dict[str, tuple[int, bytes]]:
+    """Flatten ``SEQUENCE OF SEQUENCE { OID, value }`` (recursing into SEQUENCE values)."""
+    found: dict[str, tuple[int, bytes]] = {}
+    for tag, item in children(sequence):
+        if tag != 0x30:
+            continue
+        parts = children(item)
+        if len(parts) < 2 or parts[0][0] != 0x06:
+            continue
+        oid = decode_oid(parts[0][1])
+        found[oid] = parts[1]
+        if parts[1][0] == 0x30:
+            found.update(oid_map(parts[1][1]))
+    return found

@@ -1,0 +1,563 @@
+"""Intel TDX: parse a v4 quote and verify it offline with Intel PCS collateral.
+
+Steps (Intel's DCAP quote verification, as far as a TD quote needs it):
+
+1. the PCK certificate chain in the quote leads to the shipped, pinned Intel SGX Root CA;
+2. the QE report is signed by the PCK key, and binds the attestation key:
+   ``QE report_data = SHA-256(attestation key || QE auth data) || 32 zero bytes``;
+3. the quote (header + TD report) is signed by the attestation key (ECDSA P-256);
+4. TCB info and QE identity are signed by Intel's TCB signing key (chain to the same
+   root) and valid at the verification time;
+5. the QE matches its identity; the platform's TCB level (PCK SVNs + the TD's TEE TCB
+   SVN) is found in the FMSPC's TCB levels and its status is accepted by the policy;
+6. the TD's attributes do not allow debugging.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+import json
+import re
+import struct
+import urllib.parse
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from sealgate.protocol.attestation import AttestationDocument
+
+from ..errors import (
+    CertificateChainError,
+    EvidenceFormatError,
+    EvidenceSignatureError,
+    PlatformPolicyError,
+    TcbError,
+)
+from ..policy import Policy, TdxPolicy
+from ..verification import Verification
+from .base import PlatformEvidence
+from .der import DerError, decode_int, oid_map, read_tlv
+
+__all__ = [
+    "TdxQuote",
+    "TdReport",
+    "Collateral",
+    "verify_tdx",
+    "verify_tdx_document",
+    "fmspc_of",
+    "check_td_policy",
+    "SGX_ROOT_FINGERPRINT",
+]
+
+SGX_ROOT_FINGERPRINT = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
+HEADER_SIZE = 48
+TD_REPORT_SIZE = 584
+QE_REPORT_SIZE = 384
+TEE_TDX = 0x81
+_SGX_EXTENSIONS = "1.2.840.113741.1.13.1"
+_TD_DEBUG = 1  # TDATTRIBUTES bit 0
+
+
+@dataclass(frozen=True, slots=True)
+class TdReport:
+    """The TD report body (TDX v4 quote) with its measurement registers."""
+
+    tee_tcb_svn: bytes
+    mrseam: bytes
+    mrsignerseam: bytes
+    seam_attributes: bytes
+    td_attributes: bytes
+    xfam: bytes
+    mrtd: bytes
+    mrconfigid: bytes
+    mrowner: bytes
+    mrownerconfig: bytes
+    rtmrs: tuple[bytes, bytes, bytes, bytes]
+    report_data: bytes
+
+    @classmethod
+    def from_bytes(cls, b: bytes) -> TdReport:
+        return cls(
+            b[0:16],
+            b[16:64],
+            b[64:112],
+            b[112:120],
+            b[120:128],
+            b[128:136],
+            b[136:184],
+            b[184:232],
+            b[232:280],
+            b[280:328],
+            (b[328:376], b[376:424], b[424:472], b[472:520]),
+            b[520:584],
+        )
+
+    @property
+    def debug(self) -> bool:
+        return bool(int.from_bytes(self.td_attributes, "little") & _TD_DEBUG)
+
+    def registers(self) -> dict[str, str]:
+        regs = {"mrtd": self.mrtd.hex()}
+        regs.update({f"rtmr{i}": r.hex() for i, r in enumerate(self.rtmrs)})
+        return regs
+
+
+@dataclass(frozen=True, slots=True)
+class TdxQuote:
+    """A TDX v4 quote with its ECDSA signature data, QE report and PCK chain."""
+
+    raw: bytes
+    version: int
+    attestation_key_type: int
+    tee_type: int
+    qe_vendor_id: bytes
+    td_report: TdReport
+    signature: bytes
+    attestation_key: bytes
+    qe_report: bytes
+    qe_report_signature: bytes
+    qe_auth_data: bytes
+    pck_chain_pem: bytes
+
+    @property
+    def signed_part(self) -> bytes:
+        return self.raw[: HEADER_SIZE + TD_REPORT_SIZE]
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TdxQuote:
+        try:
+            version, key_type, tee_type = struct.unpack_from("<HHI", data, 0)
+            if version != 4:
+                raise ValueError(f"unsupported quote version {version} (expected 4)")
+            if key_type != 2 or tee_type != TEE_TDX:
+                raise ValueError(
+                    f"not an ECDSA-P256 TDX quote (key type {key_type}, tee 0x{tee_type:x})"
+                )
+            offset = HEADER_SIZE + TD_REPORT_SIZE
+            (sig_len,) = struct.unpack_from("<I", data, offset)
+            offset += 4
+            end = offset + sig_len
+            # Some quote providers pad the quote to a fixed buffer size with zero bytes.
+            if end > len(data) or any(data[end:]):
+                raise ValueError("signature data length does not match the quote size")
+            signature, key = data[offset : offset + 64], data[offset + 64 : offset + 128]
+            offset += 128
+            cert_type, cert_size = struct.unpack_from("<HI", data, offset)
+            offset += 6
+            if cert_type != 6 or offset + cert_size > end:
+                raise ValueError("expected QE report certification data (type 6)")
+            qe_report = data[offset : offset + QE_REPORT_SIZE]
+            qe_sig = data[offset + QE_REPORT_SIZE : offset + QE_REPORT_SIZE + 64]
+            offset += QE_REPORT_SIZE + 64
+            (auth_len,) = struct.unpack_from("<H", data, offset)
+            auth = data[offset + 2 : offset + 2 + auth_len]
+            offset += 2 + auth_len
+            inner_type, inner_size = struct.unpack_from("<HI", data, offset)
+            offset += 6
+            if inner_type != 5 or offset + inner_size > end:
+                raise ValueError("expected a PCK certificate chain (certification data type 5)")
+            chain = data[offset : offset + inner_size]
+        except struct.error:
+            raise ValueError("the quote is truncated") from None
+        return cls(
+            bytes(data),
+            version,
+            key_type,
+            tee_type,
+            data[12:28],
+            TdReport.from_bytes(data[HEADER_SIZE : HEADER_SIZE + TD_REPORT_SIZE]),
+            signature,
+            key,
+            qe_report,
+            qe_sig,
+            auth,
+            chain,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Collateral:
+    """Intel PCS collateral: TCB info and QE identity (raw JSON) with their issuer chains."""
+
+    tcb_info: bytes
+    tcb_info_chain: bytes
+    qe_identity: bytes
+    qe_identity_chain: bytes
+
+    @classmethod
+    def from_directory(cls, directory: Path, fmspc: str | None = None) -> Collateral:
+        """Load ``tcb_info_<fmspc>.json`` (+ ``_chain.txt``) and ``qe_identity.json`` (+ chain)."""
+        infos = sorted(directory.glob("tcb_info_*.json"))
+        if fmspc is not None:
+            infos = [p for p in infos if p.stem.removeprefix("tcb_info_").lower() == fmspc.lower()]
+        if not infos:
+            raise FileNotFoundError(f"no TCB info for FMSPC {fmspc} in {directory}")
+        info = infos[0]
+        return cls(
+            info.read_bytes(),
+            (directory / f"{info.stem}_chain.txt").read_bytes(),
+            (directory / "qe_identity.json").read_bytes(),
+            (directory / "qe_identity_chain.txt").read_bytes(),
+        )
+
+    @classmethod
+    def from_mapping(cls, files: dict[str, bytes], fmspc: str) -> Collateral:
+        name = f"tcb_info_{fmspc.lower()}"
+        return cls(
+            files[f"{name}.json"],
+            files[f"{name}_chain.txt"],
+            files["qe_identity.json"],
+            files["qe_identity_chain.txt"],
+        )
+
+
+@cache
+def _sgx_root() -> x509.Certificate:
+    pem = (
+        resources.files("sealgate.client.verify").joinpath("intel", "sgx_root_ca.pem").read_bytes()
+    )
+    return x509.load_pem_x509_certificate(pem)
+
+
+def _p256_raw_sig(raw: bytes) -> bytes:
+    return encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:64], "big"))
+
+
+def _ecdsa_ok(key: Any, signature_der: bytes, data: bytes) -> bool:
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        return False
+    try:
+        key.verify(signature_der, data, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _verify_chain(
+    record: Verification, name: str, certs: list[x509.Certificate], when: dt.datetime
+) -> None:
+    """Leaf first; the last must be the pinned root, each signed by the next."""
+    root = _sgx_root()
+    record.check(
+        f"{name} root",
+        bool(certs) and certs[-1] == root,
+        f"the {name} chain ends at the shipped Intel SGX Root CA",
+        expected=SGX_ROOT_FINGERPRINT,
+        actual=certs[-1].fingerprint(hashes.SHA256()).hex() if certs else "(empty)",
+        error=CertificateChainError,
+    )
+    for cert, issuer in itertools.pairwise(certs):
+        ok = _ecdsa_ok(issuer.public_key(), cert.signature, cert.tbs_certificate_bytes)
+        subject = cert.subject.rfc4514_string().split("CN=")[-1]
+        record.check(
+            f"{name} chain", ok, f"'{subject}' is signed by its issuer", error=CertificateChainError
+        )
+    for cert in certs:
+        valid = cert.not_valid_before_utc <= when <= cert.not_valid_after_utc
+        record.check(
+            f"{name} validity",
+            valid,
+            f"'{cert.subject.rfc4514_string().split('CN=')[-1]}' is valid at {when:%Y-%m-%d}",
+            expected=f"{cert.not_valid_before_utc:%Y-%m-%d}..{cert.not_valid_after_utc:%Y-%m-%d}",
+            actual=f"{when:%Y-%m-%d}",
+            error=CertificateChainError,
+        )
+
+
+def _signed_json(raw: bytes, field: str) -> tuple[dict[str, Any], bytes, bytes]:
+    """``(parsed body, exact signed bytes, signature)`` of a PCS JSON document."""
+    text = raw.decode()
+    match = re.match(r'\s*\{\s*"' + field + r'"\s*:\s*', text)
+    tail = text.rfind(',"signature"')
+    if match is None or tail < 0:
+        raise ValueError(f"not a signed PCS document with '{field}'")
+    body = text[match.end() : tail]
+    document = json.loads(text)
+    return document[field], body.encode(), bytes.fromhex(document["signature"])
+
+
+def _pem_chain(raw: bytes) -> list[x509.Certificate]:
+    text = raw.decode()
+    if "%" in text:
+        text = urllib.parse.unquote(text)
+    return x509.load_pem_x509_certificates(text.encode())
+
+
+def _pck_extensions(cert: x509.Certificate) -> dict[str, tuple[int, bytes]]:
+    ext = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(_SGX_EXTENSIONS)).value
+    assert isinstance(ext, x509.UnrecognizedExtension)
+    _, sequence, _ = read_tlv(ext.value)
+    return oid_map(sequence)
+
+
+def fmspc_of(quote_bytes: bytes) -> str:
+    """The platform's FMSPC (which TCB info applies), read from the quote's PCK certificate."""
+    try:
+        pck = x509.load_pem_x509_certificates(
+            TdxQuote.from_bytes(quote_bytes).pck_chain_pem.rstrip(b"\x00")
+        )[0]
+        return _pck_extensions(pck)["1.2.840.113741.1.13.1.4"][1].hex()
+    except (KeyError, DerError, x509.ExtensionNotFound) as exc:
+        raise ValueError(f"cannot read the FMSPC from the PCK certificate: {exc}") from None
+
+
+def _status_allowed(policy: TdxPolicy, status: str) -> bool:
+    return status in policy.accepted_tcb_statuses
+
+
+def verify_tdx(
+    quote_bytes: bytes,
+    collateral: Collateral | None,
+    policy: TdxPolicy,
+    record: Verification,
+    now: float,
+) -> TdxQuote:
+    """Verify a TDX quote; ``collateral`` may be None only to report which FMSPC it needs."""
+    when = dt.datetime.fromtimestamp(now, dt.UTC)
+    try:
+        quote = TdxQuote.from_bytes(quote_bytes)
+        pck_chain = x509.load_pem_x509_certificates(quote.pck_chain_pem.rstrip(b"\x00"))
+    except ValueError as exc:
+        raise record.fail("quote format", str(exc), error=EvidenceFormatError) from None
+    record.passed(
+        "quote format",
+        f"TDX quote v{quote.version}, {len(quote.raw)} bytes, {len(pck_chain)} PCK certificates",
+    )
+    _verify_chain(record, "pck", pck_chain, when)
+    pck = pck_chain[0]
+    record.check(
+        "qe report signature",
+        _ecdsa_ok(pck.public_key(), _p256_raw_sig(quote.qe_report_signature), quote.qe_report),
+        "the PCK key signs the quoting enclave's report",
+        error=EvidenceSignatureError,
+    )
+    expected_binding = hashlib.sha256(quote.attestation_key + quote.qe_auth_data).digest() + bytes(
+        32
+    )
+    record.check(
+        "attestation key binding",
+        quote.qe_report[320:384] == expected_binding,
+        "QE report_data = SHA-256(attestation key || QE auth data)",
+        expected=expected_binding.hex(),
+        actual=quote.qe_report[320:384].hex(),
+        error=EvidenceSignatureError,
+    )
+    attestation_key = ec.EllipticCurvePublicKey.from_encoded_point(
+        ec.SECP256R1(), b"\x04" + quote.attestation_key
+    )
+    record.check(
+        "quote signature",
+        _ecdsa_ok(attestation_key, _p256_raw_sig(quote.signature), quote.signed_part),
+        "the attestation key signs the quote header and TD report",
+        error=EvidenceSignatureError,
+    )
+
+    try:
+        pck_ext = _pck_extensions(pck)
+        fmspc = pck_ext["1.2.840.113741.1.13.1.4"][1].hex()
+        pck_svns = [decode_int(pck_ext[f"1.2.840.113741.1.13.1.2.{i}"][1]) for i in range(1, 17)]
+        pce_svn = decode_int(pck_ext["1.2.840.113741.1.13.1.2.17"][1])
+    except (KeyError, DerError, x509.ExtensionNotFound) as exc:
+        raise record.fail(
+            "pck extensions",
+            f"the PCK certificate's SGX extensions are unreadable ({exc})",
+            error=EvidenceFormatError,
+        ) from None
+    record.passed("pck extensions", f"FMSPC {fmspc}, PCE SVN {pce_svn}")
+    if collateral is None:
+        raise record.fail(
+            "collateral",
+            f"no PCS collateral supplied (TCB info for FMSPC {fmspc}, QE identity)",
+            error=TcbError,
+        )
+    _check_collateral(record, quote, collateral, fmspc, pck_svns, pce_svn, policy, when)
+    check_td_policy(record, quote.td_report, policy)
+    return quote
+
+
+def check_td_policy(record: Verification, report: TdReport, policy: TdxPolicy) -> None:
+    """The TD's own attributes: debugging must be off unless the policy allows it."""
+    record.check(
+        "td debug disabled",
+        policy.allow_debug or not report.debug,
+        "the TD's attributes forbid debugging" if not report.debug else "the TD ALLOWS debugging",
+        expected="DEBUG=0",
+        actual=f"TDATTRIBUTES={report.td_attributes.hex()}",
+        error=PlatformPolicyError,
+    )
+
+
+def _signed_collateral(
+    record: Verification, name: str, raw: bytes, chain_raw: bytes, field: str, when: dt.datetime
+) -> dict[str, Any]:
+    try:
+        body, signed, signature = _signed_json(raw, field)
+        chain = _pem_chain(chain_raw)
+    except (ValueError, KeyError) as exc:
+        raise record.fail(f"{name} format", str(exc), error=EvidenceFormatError) from None
+    _verify_chain(record, name, chain, when)
+    record.check(
+        f"{name} signature",
+        _ecdsa_ok(chain[0].public_key(), _p256_raw_sig(signature), signed),
+        f"Intel's TCB signing key signs the {name}",
+        error=EvidenceSignatureError,
+    )
+    issued = dt.datetime.fromisoformat(body["issueDate"].replace("Z", "+00:00"))
+    next_update = dt.datetime.fromisoformat(body["nextUpdate"].replace("Z", "+00:00"))
+    record.check(
+        f"{name} validity",
+        issued <= when <= next_update,
+        f"{name} is current at {when:%Y-%m-%dT%H:%MZ}",
+        expected=f"{issued:%Y-%m-%d}..{next_update:%Y-%m-%d}",
+        actual=f"{when:%Y-%m-%d}",
+        error=TcbError,
+    )
+    return body
+
+
+def _check_collateral(
+    record: Verification,
+    quote: TdxQuote,
+    collateral: Collateral,
+    fmspc: str,
+    pck_svns: list[int],
+    pce_svn: int,
+    policy: TdxPolicy,
+    when: dt.datetime,
+) -> None:
+    tcb_info = _signed_collateral(
+        record, "tcb info", collateral.tcb_info, collateral.tcb_info_chain, "tcbInfo", when
+    )
+    record.check(
+        "tcb info fmspc",
+        tcb_info.get("fmspc", "").lower() == fmspc,
+        "the TCB info is for this platform",
+        expected=fmspc,
+        actual=str(tcb_info.get("fmspc")),
+        error=TcbError,
+    )
+    identity = _signed_collateral(
+        record,
+        "qe identity",
+        collateral.qe_identity,
+        collateral.qe_identity_chain,
+        "enclaveIdentity",
+        when,
+    )
+    qe = quote.qe_report
+    miscselect = int.from_bytes(qe[16:20], "little")
+    attributes = qe[48:64]
+    mrsigner, isvprodid, isvsvn = (
+        qe[128:160],
+        struct.unpack_from("<H", qe, 256)[0],
+        struct.unpack_from("<H", qe, 258)[0],
+    )
+    mask = bytes.fromhex(identity["attributesMask"])
+    qe_ok = (
+        mrsigner.hex().upper() == identity["mrsigner"].upper()
+        and isvprodid == identity["isvprodid"]
+        and miscselect & int(identity["miscselectMask"], 16) == int(identity["miscselect"], 16)
+        and bytes(a & m for a, m in zip(attributes, mask, strict=True))
+        == bytes.fromhex(identity["attributes"])
+    )
+    record.check(
+        "qe identity",
+        qe_ok,
+        "the quoting enclave is Intel's TD QE",
+        expected=identity["mrsigner"].lower(),
+        actual=mrsigner.hex(),
+        error=EvidenceSignatureError,
+    )
+    qe_status = next(
+        (lvl["tcbStatus"] for lvl in identity["tcbLevels"] if isvsvn >= lvl["tcb"]["isvsvn"]),
+        "Revoked",
+    )
+    record.check(
+        "qe tcb status",
+        _status_allowed(policy, qe_status),
+        f"QE ISV SVN {isvsvn}: {qe_status}",
+        expected=" | ".join(sorted(policy.accepted_tcb_statuses)),
+        actual=qe_status,
+        error=TcbError,
+    )
+
+    tee = quote.td_report.tee_tcb_svn
+    start = 0
+    if tee[1] > 0:  # TDX module 1.5+: the module's own identity carries its TCB status
+        start = 2
+        module = next(
+            (m for m in tcb_info.get("tdxModuleIdentities", []) if m["id"] == f"TDX_{tee[1]:02X}"),
+            None,
+        )
+        module_status = (
+            "Revoked"
+            if module is None
+            else next(
+                (lvl["tcbStatus"] for lvl in module["tcbLevels"] if tee[0] >= lvl["tcb"]["isvsvn"]),
+                "Revoked",
+            )
+        )
+        record.check(
+            "tdx module tcb",
+            _status_allowed(policy, module_status),
+            f"TDX module {tee[1]}.{tee[0]}: {module_status}",
+            expected=" | ".join(sorted(policy.accepted_tcb_statuses)),
+            actual=module_status,
+            error=TcbError,
+        )
+    level = None
+    for candidate in tcb_info["tcbLevels"]:
+        tcb = candidate["tcb"]
+        sgx = [c["svn"] for c in tcb["sgxtcbcomponents"]]
+        tdx = [c["svn"] for c in tcb.get("tdxtcbcomponents", [])]
+        if (
+            all(p >= s for p, s in zip(pck_svns, sgx, strict=False))
+            and pce_svn >= tcb["pcesvn"]
+            and all(tee[i] >= tdx[i] for i in range(start, min(16, len(tdx))))
+        ):
+            level = candidate
+            break
+    if level is None:
+        raise record.fail(
+            "tcb level",
+            "the platform's TCB matches no level of the TCB info",
+            actual=f"pck svns {pck_svns}, pce {pce_svn}, tee {tee.hex()}",
+            error=TcbError,
+        )
+    status = level["tcbStatus"]
+    advisories = ", ".join(level.get("advisoryIDs", []))
+    record.check(
+        "tcb status",
+        _status_allowed(policy, status),
+        f"TCB level of {level.get('tcbDate', '?')}: {status}"
+        + (f" ({advisories})" if advisories else ""),
+        expected=" | ".join(sorted(policy.accepted_tcb_statuses)),
+        actual=status,
+        error=TcbError,
+    )
+
+
+def verify_tdx_document(
+    document: AttestationDocument, policy: Policy, record: Verification, now: float
+) -> PlatformEvidence:
+    """Platform verifier for ``tdx`` documents (evidence = quote, collateral = PCS files)."""
+    collateral: Collateral | None = None
+    try:
+        collateral = Collateral.from_mapping(dict(document.collateral), fmspc_of(document.evidence))
+    except (ValueError, KeyError):
+        collateral = None  # verify_tdx records the precise failure
+    quote = verify_tdx(document.evidence, collateral, policy.tdx, record, now)
+    return PlatformEvidence(
+        report_data=quote.td_report.report_data,
+        registers=quote.td_report.registers(),
+        details={"tee_tcb_svn": quote.td_report.tee_tcb_svn.hex()},
+    )
