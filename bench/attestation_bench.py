@@ -59,7 +59,7 @@ def run() -> dict[str, dict[str, float]]:
         warm = _time(fn, 30)
         evidence = report if name == "sev-snp" else quote
         cache = {hashlib.sha256(evidence).hexdigest(): object()}
-        cached = _time(lambda e=evidence: cache.get(hashlib.sha256(e).hexdigest()), 1000)
+        cached = _time(lambda e=evidence, c=cache: c.get(hashlib.sha256(e).hexdigest()), 1000)
         results[name] = {"cold_ms": cold * 1000, "warm_ms": warm * 1000, "cached_ms": cached * 1000}
     return results
 
