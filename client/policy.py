@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 __all__ = ["Policy", "ExpectedMeasurement", "SnpPolicy", "TdxPolicy", "HARDWARE_PLATFORMS"]
 
@@ -104,6 +105,41 @@ class Policy:
             platforms=frozenset({"software"}), software_roots=decoded, measurements=measurements
         )
         return replace(policy, **options)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_release(
+        cls,
+        repo: str,
+        *,
+        bundle: Any = None,
+        digest: str | None = None,
+        fetch: bool = False,
+        source: Any = None,
+        workflow: str | None = None,
+        tag_pattern: str | None = r"refs/tags/.+",
+        base: Policy | None = None,
+    ) -> Policy:
+        """Expect the measurements a Sigstore-verified release of ``repo`` publishes.
+
+        ``bundle`` is a Sigstore bundle (dict, JSON, or a file path — also Tinfoil's
+        attestation-bundle.json); with ``fetch=True`` it is fetched by ``digest`` from
+        ``source`` (GitHub's attestations API by default, or ``LocalBundles(dir)``).
+        Verification is offline against Sigstore's production trusted root; any
+        failure raises ``ReleaseError`` naming the check.
+        """
+        from .release import load_release
+
+        release = load_release(
+            repo,
+            bundle=bundle,
+            digest=digest,
+            fetch=fetch,
+            source=source,
+            workflow=workflow,
+            tag_pattern=tag_pattern,
+        )
+        policy = base or cls()
+        return replace(policy, measurements=policy.measurements + release.measurements)
 
     def with_measurements(self, *expected: ExpectedMeasurement) -> Policy:
         """A copy that also accepts these measurements."""

@@ -51,6 +51,8 @@ def main() -> None:
 register("keyconfig", "sealgate.client.cli.keyconfig:keyconfig")
 register("verify", "sealgate.client.cli.verify:verify")
 register("verify-evidence", "sealgate.client.cli.evidence:verify_evidence")
+register("verify-release", "sealgate.client.cli.release:verify_release")
+register("measure", "sealgate.client.cli.release:measure")
 register("chat", "sealgate.client.cli.chat:chat", extra="openai")
 register("demo", "sealgate.client.cli.demo:demo", extra="demo")
 register("enclave", "sealgate.enclave.cli:enclave", extra="enclave")
