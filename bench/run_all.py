@@ -1,0 +1,157 @@
+"""Run every benchmark and write a Markdown table of ratios (``bench/results.md``).
+
+Each figure comes from one run that measures both sides (subject and baseline).
+The gateway-vs-nginx row needs ``nginx`` and ``wrk`` (``apt-get install nginx wrk``)
+and is marked skipped without them.
+
+Run: ``python bench/run_all.py [--quick] [--output bench/results.md]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _run(script: str, *args: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, str(HERE / script), "--json", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs (noisier)")
+    parser.add_argument("--output", type=Path, default=HERE / "results.md")
+    args = parser.parse_args()
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))  # 1,000 streams need fds
+
+    rows: list[tuple[str, str, str, str]] = []  # (what, sealgate, baseline, ratio)
+    protocol = _run("protocol_bench.py")
+    for name, r in protocol.items():
+        rows.append(
+            (
+                name,
+                f"{r['subject'] * 1e6:.1f} µs",
+                f"{r['floor'] * 1e6:.1f} µs",
+                f"{r['ratio']:.2f}x",
+            )
+        )
+
+    if shutil.which("nginx") and shutil.which("wrk"):
+        duration = "3" if args.quick else "10"
+        gw = _run(
+            "gateway_bench.py",
+            "--duration",
+            duration,
+            "--workers",
+            "2",
+            "--rounds",
+            "1" if args.quick else "2",
+        )
+        rows.append(
+            (
+                "gateway req/s vs nginx (1 KiB, 32 conns, 2 workers each)",
+                f"{gw['gateway']['rps']:.0f}",
+                f"{gw['nginx']['rps']:.0f}",
+                f"{gw['throughput_ratio_gateway_to_nginx']:.2f}x",
+            )
+        )
+        rows.append(
+            (
+                "p50 added latency over direct upstream",
+                f"{gw['p50_added_ms_gateway']:.2f} ms",
+                f"{gw['p50_added_ms_nginx']:.2f} ms (nginx)",
+                "—",
+            )
+        )
+    else:
+        rows.append(("gateway req/s vs nginx", "skipped: nginx or wrk not installed", "", ""))
+
+    e2e = _run("e2e_bench.py", "--requests", "200" if args.quick else "600")
+    t = e2e["throughput"]
+    s, p = t["sealed"], t["plain"]
+    rows.append(
+        (
+            "end to end req/s: encrypted (SDK→gateway→enclave→engine) vs plaintext (httpx→engine)",
+            f"{s['rps']:.0f}",
+            f"{p['rps']:.0f}",
+            f"{s['rps'] / p['rps']:.2f}x",
+        )
+    )
+    rows.append(
+        (
+            "end to end p50 / p99 added latency",
+            f"{s['p50_ms']:.2f} / {s['p99_ms']:.2f} ms",
+            f"{p['p50_ms']:.2f} / {p['p99_ms']:.2f} ms",
+            f"+{s['p50_ms'] - p['p50_ms']:.2f} / +{s['p99_ms'] - p['p99_ms']:.2f} ms",
+        )
+    )
+    rows.append(
+        (
+            "SSE events/s (one long streamed completion)",
+            f"{t['sealed_sse_events_s']:.0f}",
+            f"{t['plain_sse_events_s']:.0f}",
+            f"{t['sealed_sse_events_s'] / t['plain_sse_events_s']:.2f}x",
+        )
+    )
+    m = e2e["memory"]
+    rows.append(
+        (
+            f"gateway peak RSS with {m['streams']} concurrent idle streams",
+            f"{m['peak_rss_mib']:.1f} MiB",
+            f"{m['idle_rss_mib']:.1f} MiB idle",
+            f"{m['per_stream_kib']:.1f} KiB/stream",
+        )
+    )
+
+    client = _run("client_bench.py", "--requests", "100" if args.quick else "300")
+    for key, r in client.items():
+        if key.startswith("verify_"):
+            rows.append(
+                (
+                    f"fleet verification, {key.split('_')[1]} enclaves: cold vs cached",
+                    f"{r['cold_ms']:.1f} ms",
+                    f"{r['cached_ms']:.1f} ms",
+                    f"{r['cold_ms'] / r['cached_ms']:.1f}x",
+                )
+            )
+    attestation = _run("attestation_bench.py")
+    for name, r in attestation.items():
+        rows.append(
+            (
+                f"{name} evidence verification: warm vs cached (cold {r['cold_ms']:.1f} ms)",
+                f"{r['warm_ms']:.2f} ms",
+                f"{r['cached_ms'] * 1000:.1f} µs",
+                f"{r['warm_ms'] / r['cached_ms']:.0f}x",
+            )
+        )
+
+    header = (
+        f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}.\n\n"
+    )
+    table = "| measurement | sealgate | baseline | ratio |\n|---|---|---|---|\n"
+    table += "".join(f"| {a} | {b} | {c} | {d} |\n" for a, b, c, d in rows)
+    args.output.write_text("# Benchmark results\n\n" + header + table)
+    print(header + table)
+
+
+if __name__ == "__main__":
+    main()
