@@ -30,6 +30,31 @@ class _Duration(click.ParamType):  # type: ignore[type-arg]
         return value if isinstance(value, float) else parse_duration(str(value))
 
 
+def _tls_key_hash(path: Path | None) -> bytes | None:
+    """SHA-256 of the SubjectPublicKeyInfo of a PEM certificate or public key."""
+    if path is None:
+        return None
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    data = path.read_bytes()
+    try:
+        key = x509.load_pem_x509_certificate(data).public_key()
+    except ValueError:
+        try:
+            key = serialization.load_pem_public_key(data)  # type: ignore[assignment]
+        except ValueError:
+            raise click.BadParameter(
+                f"{path} is neither a PEM certificate nor a PEM public key"
+            ) from None
+    spki = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(spki).digest()
+
+
 def _plaintext_path(value: str) -> tuple[str, str]:
     method, _, path = value.strip().partition(" ")
     if not method or not path.startswith("/"):
@@ -102,6 +127,11 @@ def _plaintext_path(value: str) -> tuple[str, str]:
     metavar="'METHOD /path'",
     help="Forward this path without encryption (repeatable), e.g. 'GET /v1/models'.",
 )
+@click.option(
+    "--tls-public-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM certificate or public key of this enclave's TLS endpoint, bound into attestation.",
+)
 @click.option("--max-concurrent", type=int, default=128, show_default=True)
 @click.option("--max-body-size", type=int, default=32 * 1024 * 1024, show_default=True)
 @click.option("--log-level", default="info", show_default=True)
@@ -119,6 +149,7 @@ def enclave(
     rotate_keys_every: float | None,
     key_grace: float,
     plaintext: tuple[str, ...],
+    tls_public_key: Path | None,
     max_concurrent: int,
     max_body_size: int,
     log_level: str,
@@ -153,7 +184,7 @@ def enclave(
         rotate_keys_every=rotate_keys_every,
         key_grace=key_grace,
     )
-    built = create_app(backend, chosen, config)
+    built = create_app(backend, chosen, config, tls_key_hash=_tls_key_hash(tls_public_key))
     for name, value in backend.describe().items():
         click.echo(f"{name}: {value}")
     click.echo(f"key: {built.keyring.current.fingerprint}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
+from sealgate.protocol.headers import ENCAPSULATION_PREFIXES, HOP_BY_HOP
 from sealgate.protocol.problem import MEDIA_TYPE, Problem
 
 __all__ = ["Receive", "Send", "Scope", "send_problem", "forwardable_request_headers", "HOP_BY_HOP"]
@@ -13,21 +14,6 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
-_ENCAPSULATION_PREFIXES = (b"sealgate-", b"ehbp-")
 
 
 async def send_problem(
@@ -57,7 +43,7 @@ def forwardable_request_headers(
         for name, value in headers
         if name not in HOP_BY_HOP
         and name not in (b"host", b"content-length", b"expect")
-        and not name.startswith(_ENCAPSULATION_PREFIXES)
+        and not name.startswith(ENCAPSULATION_PREFIXES)
     ]
     kept.append((b"content-length", str(content_length).encode()))
     return kept

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
+from sealgate.protocol.headers import HOP_BY_HOP as HOP_BY_HOP_FIELDS
 from sealgate.protocol.problem import MEDIA_TYPE, Problem
 
 __all__ = ["problem_response", "json_response", "HOP_BY_HOP", "REASONS"]
 
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"expect",
-        b"content-length",
-    }
-)
+#: Not forwarded as received: hop-by-hop fields, plus the framing and expectation fields the
+#: data plane re-creates itself.
+HOP_BY_HOP = HOP_BY_HOP_FIELDS | {b"expect", b"content-length"}
 
 REASONS = {
     200: b"OK",

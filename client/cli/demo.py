@@ -15,6 +15,16 @@ from ..session import SecureClient
 from ..transport import ENCLAVE_HEADER
 from .report import render_summary
 
+ACCESS_COLUMNS = (
+    "method",
+    "path",
+    "key_id",
+    "enclave",
+    "status",
+    "request_bytes",
+    "response_bytes",
+    "ms",
+)
 SNIPPET = """\
 from sealgate.client import Policy, SecureClient
 
@@ -110,33 +120,10 @@ def demo(
 
                 console.rule("3. what the gateway saw (its access log: routing metadata only)")
                 table = Table()
-                for column in (
-                    "method",
-                    "path",
-                    "key_id",
-                    "enclave",
-                    "status",
-                    "request_bytes",
-                    "response_bytes",
-                    "ms",
-                ):
+                for column in ACCESS_COLUMNS:
                     table.add_column(column)
                 for record in fleet.gateway_saw():
-                    table.add_row(
-                        *(
-                            str(record.get(c, ""))
-                            for c in (
-                                "method",
-                                "path",
-                                "key_id",
-                                "enclave",
-                                "status",
-                                "request_bytes",
-                                "response_bytes",
-                                "ms",
-                            )
-                        )
-                    )
+                    table.add_row(*(str(record.get(c, "")) for c in ACCESS_COLUMNS))
                 console.print(table)
                 console.print(
                     "[dim]request and response bodies crossed the gateway as HPKE "
@@ -149,12 +136,13 @@ def demo(
                 console.print(f"gateway:  {fleet.gateway_url}")
                 for url in fleet.enclave_urls:
                     console.print(f"enclave:  {url}")
-                console.print(
+                # Plain, unwrapped output, so that both can be copied as they are.
+                click.echo(
                     "\nverify it:  sealgate verify "
                     f"{fleet.gateway_url} --software-root {fleet.root_public_key.hex()} "
                     f"--measurement software:{measurement}\n"
                 )
-                console.print(
+                click.echo(
                     SNIPPET.format(
                         root=fleet.root_public_key.hex(),
                         measurement=measurement,

@@ -193,3 +193,35 @@ def test_cert_table_parsing_rejects_bad_tables():
     assert parse_cert_table(_cert_table({VCEK_GUID: b"x"})) == {"vcek": b"x"}
     with pytest.raises(AttesterError):
         parse_cert_table(struct.pack("<16sII", VCEK_GUID.bytes_le, 1000, 10))
+
+
+def test_tls_key_hash_from_the_cli_option_is_bound(tmp_path):
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from sealgate.enclave.cli import _tls_key_hash
+
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    pem = tmp_path / "tls.pem"
+    pem.write_bytes(
+        key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    spki = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    digest = _tls_key_hash(pem)
+    assert digest == hashlib.sha256(spki).digest()
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from sealgate.enclave.attesters import SoftwareAttester
+
+    built = create_app(
+        SoftwareAttester(Ed25519PrivateKey.generate(), bytes(48)),
+        demo_engine(),
+        tls_key_hash=digest,
+    )
+    document = built.attestation._build(b"n" * 32)
+    assert document.tls_key_hash == digest
+    assert document.expected_report_data() == report_data(document.key_configs, b"n" * 32, digest)

@@ -30,7 +30,7 @@ FORBIDDEN = (
     "cryptography.hazmat.primitives.ciphers.aead",
     "cryptography.hazmat.primitives.asymmetric.x25519",
 )
-PROTOCOL_ALLOWED = {"keyconfig", "problem", "errors", "suites", "modes", "framing"}
+PROTOCOL_ALLOWED = {"keyconfig", "problem", "errors", "suites", "modes", "framing", "headers"}
 
 
 def _imports(path: Path) -> set[str]:
