@@ -34,12 +34,25 @@ class _LazyGroup(click.Group):
         try:
             command = getattr(importlib.import_module(module), attribute)
         except ModuleNotFoundError as exc:
-            hint = f" Install it with: pip install 'sealgate[{extra}]'" if extra else ""
-            raise click.ClickException(
-                f"'sealgate {cmd_name}' needs the missing package {exc.name!r}.{hint}"
-            ) from exc
+            return _missing(cmd_name, exc.name or module, extra)
         assert isinstance(command, click.Command)
         return command
+
+
+def _missing(name: str, package: str, extra: str | None) -> click.Command:
+    """A stand-in that explains which extra to install (and keeps ``--help`` working)."""
+    hint = f"pip install 'sealgate[{extra}]'" if extra else "reinstall sealgate"
+    message = f"'sealgate {name}' needs the missing package {package!r}. Install it with: {hint}"
+
+    def fail() -> None:
+        raise click.ClickException(message)
+
+    return click.Command(
+        name,
+        callback=fail,
+        help=f"(not installed: {hint})",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
