@@ -243,9 +243,14 @@ class Fleet:
                     best = [c for c in candidates if c[0].load <= lowest + 0.05]
                     return random.choice(best)  # noqa: S311 - load spreading, not security
                 if not waiting or self._clock() >= deadline:
+                    outcome = (
+                        "nothing was sent"
+                        if not exclude
+                        else "the enclaves tried refused it before processing"
+                    )
                     raise NoVerifiedEnclave(
                         f"no verified enclave is available through {self.gateway_url} "
-                        f"({len(self.enclaves)} verified, {len(self.failures)} refused); nothing was sent",
+                        f"({len(self.enclaves)} verified, {len(self.failures)} refused); {outcome}",
                         dict(self.failures),
                     )
             time.sleep(0.2)

@@ -175,8 +175,15 @@ class _Core:
         elif retry.action in ("down", "busy"):
             self.fleet.enclave_down(attempt.enclave.id, retry.delay or 1.0)
 
-    def integrity_error(self, exc: ProtocolError) -> ResponseIntegrityError:
-        return ResponseIntegrityError(f"encrypted response failed verification: {exc.message}")
+    def exhausted(self, status: int, retry: _Retry) -> GatewayError:
+        """The error to raise if this was the last attempt."""
+        return GatewayError(
+            status,
+            None,
+            f"gave up after {self.max_attempts} attempts; the last answer was {status} "
+            f"({retry.action}): no verified enclave could take the request. Nothing was "
+            "processed twice: every retry was a request the enclave had refused or never received",
+        )
 
 
 def _retry_after(headers: Any) -> float:
@@ -291,9 +298,7 @@ class SealgateTransport(httpx.BaseTransport):
             except GatewayError as exc:
                 raise exc from None
             self._core.apply(retry, attempt)
-            last = GatewayError(
-                response.status_code, None, f"gave up after {self._core.max_attempts} attempts"
-            )
+            last = self._core.exhausted(response.status_code, retry)
             if retry.action in ("refresh", "rotated"):
                 time.sleep(0.1)  # the gateway's directory lags an enclave's rotation by a poll
         assert last is not None
@@ -354,9 +359,7 @@ class AsyncSealgateTransport(httpx.AsyncBaseTransport):
                 response.status_code, response.headers, raw, attempt, exclude
             )
             await anyio.to_thread.run_sync(self._core.apply, retry, attempt)
-            last = GatewayError(
-                response.status_code, None, f"gave up after {self._core.max_attempts} attempts"
-            )
+            last = self._core.exhausted(response.status_code, retry)
             if retry.action in ("refresh", "rotated"):
                 await anyio.sleep(0.1)
         assert last is not None

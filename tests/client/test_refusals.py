@@ -230,3 +230,26 @@ def test_any_measurement_must_be_explicit(trio):
         ExpectedMeasurement("software", policy.measurements[0].registers)
     )
     assert verify_document(document, extra).verification.ok
+
+
+def test_every_enclave_unavailable_ends_in_a_clear_error(trio, tamperer):
+    from sealgate.protocol import PROBLEMS
+
+    _, policy = trio
+    down = PROBLEMS.ENCLAVE_UNAVAILABLE("test: every enclave is down")
+    tamperer.answer = lambda request, body: (
+        Response(
+            down.to_bytes(),
+            503,
+            media_type="application/problem+json",
+            headers={"retry-after": "1"},
+        )
+        if request.method == "POST"
+        else None
+    )
+    with (
+        SecureClient(tamperer.url, policy) as secure,
+        pytest.raises(NoVerifiedEnclave, match="refused it before processing"),
+    ):
+        _post(secure)
+    assert len(tamperer.bodies) == 3  # one sealed attempt per verified enclave, then it stops
