@@ -225,3 +225,17 @@ def test_tls_key_hash_from_the_cli_option_is_bound(tmp_path):
     document = built.attestation._build(b"n" * 32)
     assert document.tls_key_hash == digest
     assert document.expected_report_data() == report_data(document.key_configs, b"n" * 32, digest)
+
+
+def test_tdx_attester_over_fake_configfs(tmp_path):
+    kernel = FakeTsmKernel(tmp_path, "tdx_guest")
+    attester = TsmAttester("tdx", tmp_path, {"qe_identity.json": b"{}"}, make_entry=kernel.mkdir)
+    data = os.urandom(64)
+    evidence = attester.attest(data)
+    kernel.cleanup()
+    # The fake kernel answers with a report carrying the report_data; TDX evidence is the
+    # outblob as the kernel returns it (the quote), with the configured collateral attached.
+    assert evidence.evidence[0x50:0x90] == data and len(evidence.evidence) == 1184
+    assert evidence.collateral == {"qe_identity.json": b"{}"}
+    with pytest.raises(AttesterError, match="64 bytes"):
+        attester.attest(b"short")
