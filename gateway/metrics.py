@@ -2,49 +2,78 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 __all__ = ["GatewayMetrics"]
 
 
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60)
+
+
+class _RequestStats:
+    """Request counts and latency buckets as plain numbers on the hot path.
+
+    Updating prometheus_client's Counter and Histogram costs a lock and a bucket loop per
+    request; this keeps a dict increment and a bisect, and hands the totals to
+    prometheus_client as metric families when ``/metrics`` is scraped.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+        self.latency: dict[str, list[float]] = {}  # outcome -> bucket counts..., +Inf, sum
+
+    def record(self, enclave: str, outcome: str, seconds: float) -> None:
+        key = (enclave, outcome)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        buckets = self.latency.get(outcome)
+        if buckets is None:
+            buckets = self.latency[outcome] = [0.0] * (len(_BUCKETS) + 2)
+        buckets[bisect.bisect_left(_BUCKETS, seconds)] += 1
+        buckets[-1] += seconds
+
+    def forget(self, enclave: str) -> None:
+        for key in [k for k in self.counts if k[0] == enclave]:
+            del self.counts[key]
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "sealgate_gateway_requests",
+            "Requests by enclave (id) and outcome.",
+            labels=["enclave", "outcome"],
+        )
+        for (enclave, outcome), count in sorted(self.counts.items()):
+            requests.add_metric([enclave, outcome], count)
+        yield requests
+        latency = HistogramMetricFamily(
+            "sealgate_gateway_request_duration_seconds",
+            "Time from request head to the end of the response, by outcome class.",
+            labels=["outcome"],
+        )
+        bounds = [*(str(b) for b in _BUCKETS), "+Inf"]
+        for outcome, counts in sorted(self.latency.items()):
+            cumulative = 0.0
+            series = []
+            for bound, observed in zip(bounds, counts[:-1], strict=True):
+                cumulative += observed
+                series.append((bound, cumulative))
+            latency.add_metric([outcome], series, counts[-1])
+        yield latency
+
+
 class GatewayMetrics:
-    """Per-worker registry; children are cached so the hot path does one dict lookup."""
+    """Per-worker registry: request stats, gauges and counters (routing metadata only)."""
 
     def __init__(
         self, active_streams: Callable[[], float], connections: Callable[[], float]
     ) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "sealgate_gateway_requests",
-            "Requests by enclave (id) and outcome.",
-            ["enclave", "outcome"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "sealgate_gateway_request_duration_seconds",
-            "Time from request head to the end of the response, by outcome class.",
-            ["outcome"],
-            buckets=(
-                0.0005,
-                0.001,
-                0.0025,
-                0.005,
-                0.01,
-                0.025,
-                0.05,
-                0.1,
-                0.25,
-                0.5,
-                1,
-                2.5,
-                10,
-                60,
-            ),
-            registry=self.registry,
-        )
+        self.stats = _RequestStats()
+        self.registry.register(self.stats)
         self.active_streams = Gauge(
             "sealgate_gateway_active_streams",
             "Exchanges currently forwarded to an enclave.",
@@ -74,27 +103,14 @@ class GatewayMetrics:
             "Connections refused at the concurrent-connection limit.",
             registry=self.registry,
         )
-        self._children: dict[tuple[str, str], Counter] = {}
-        self._latency: dict[str, Histogram] = {}
 
-    def requests_child(self, enclave: str, outcome: str) -> Counter:
-        key = (enclave, outcome)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.requests.labels(enclave, outcome)
-        return child
-
-    def observe(self, outcome: str, seconds: float) -> None:
-        child = self._latency.get(outcome)
-        if child is None:
-            child = self._latency[outcome] = self.latency.labels(outcome)
-        child.observe(seconds)
+    def record(self, enclave: str, outcome: str, seconds: float) -> None:
+        """One finished request."""
+        self.stats.record(enclave, outcome, seconds)
 
     def forget_enclave(self, enclave: str) -> None:
         """Drop per-enclave series of a member that left the fleet."""
-        for key in [k for k in self._children if k[0] == enclave]:
-            del self._children[key]
-            self.requests.remove(*key)
+        self.stats.forget(enclave)
         for metric in (self.enclave_healthy, self.connect_failures):
             with contextlib.suppress(KeyError):
                 metric.remove(enclave)

@@ -617,7 +617,7 @@ class ClientConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _reject(self, problem: Problem) -> None:
-        self.gateway.metrics.requests_child("-", "bad_request").inc()
+        self.gateway.metrics.record("-", "bad_request", 0.0)
         for exchange in self.queue:
             if exchange.upstream is not None:
                 exchange.detach(reuse=False)

@@ -88,8 +88,7 @@ class Gateway:
             outcome = f"enclave_{exchange.status // 100}xx"
             exchange.outcome = outcome
         enclave = exchange.member.id if exchange.member is not None else "-"
-        self.metrics.requests_child(enclave, outcome).inc()
-        self.metrics.observe(outcome, time.perf_counter() - exchange.started_at)
+        self.metrics.record(enclave, outcome, time.perf_counter() - exchange.started_at)
         if self.config.access_log and outcome != "local":
             access_log.info(format_access(access_record(exchange)))
 
