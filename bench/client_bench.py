@@ -26,7 +26,7 @@ from sealgate.client.fleet import Fleet  # noqa: E402
 from sealgate.enclave.engines.demo import create_demo_app  # noqa: E402
 from sealgate.gateway import Discovery  # noqa: E402
 
-from tests.gateway.conftest import Fleet as LoopbackFleet  # noqa: E402
+from tests.loopback import LoopbackFleet  # noqa: E402
 from tests.servers import ServerThread  # noqa: E402
 
 BODY = {"model": "sealgate-demo-echo", "messages": [{"role": "user", "content": "benchmark " * 50}]}

@@ -76,6 +76,7 @@ class _Exchange:
     outcome: str = "ok"
     bytes_in: int = 0
     bytes_out: int = 0
+    sent_all: bool = False  # the last body message was handed to the server
 
 
 class SealedProxy:
@@ -251,7 +252,9 @@ class SealedProxy:
             await asyncio.wait({streaming, watcher}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             watcher.cancel()
-            if not streaming.done():
+            # Once the whole response was handed over, the server reports "disconnect" on
+            # receive(); that is the normal end, not a client leaving mid-stream.
+            if not streaming.done() and not ex.sent_all:
                 streaming.cancel()  # client went away: cancel the engine request too
                 ex.outcome = "client_disconnected"
             with contextlib.suppress(asyncio.CancelledError):
@@ -284,6 +287,7 @@ class SealedProxy:
 
         async def emit(data: bytes, more: bool) -> None:
             ex.bytes_out += len(data)
+            ex.sent_all = not more
             await send({"type": "http.response.body", "body": data, "more_body": more})
 
         try:

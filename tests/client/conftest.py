@@ -13,15 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..gateway.conftest import Fleet
 from ..servers import ServerThread
-
-
-@pytest.fixture
-def fleet() -> Iterator[Fleet]:
-    f = Fleet()
-    yield f
-    f.close()
 
 
 @pytest.fixture

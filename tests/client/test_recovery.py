@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 
+import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
 from sealgate.client import ENCLAVE_HEADER, Policy, SecureClient
+from sealgate.client.demo import DemoFleet
 from sealgate.enclave import EnclaveConfig
-from sealgate.enclave.attesters import measure_software
-from sealgate.enclave.engines import demo_engine
 from sealgate.gateway import Discovery, GatewayConfig
-
-from ..servers import free_port, wait_healthy
 
 openai = pytest.importorskip("openai", reason="the openai SDK (dev extra) is not installed")
 
@@ -66,49 +60,15 @@ def test_fleet_shrinking_to_one_and_growing_back(fleet, tmp_path):
         assert len({_ask(client, "b")[1] for _ in range(30)}) == 3
 
 
-def _spawn_enclave(root_pem, port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sealgate.enclave",
-            "--port",
-            str(port),
-            "--software-root-key",
-            str(root_pem),
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def test_enclave_killed_mid_session(fleet, tmp_path):
-    root_pem = tmp_path / "root.pem"
-    root_pem.write_bytes(
-        fleet.root.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    root_pem.chmod(0o600)
-    ports = [free_port() for _ in range(3)]
-    procs = [_spawn_enclave(root_pem, p) for p in ports]
-    try:
-        for port in ports:
-            wait_healthy(f"http://127.0.0.1:{port}")
-        gw = fleet.gateway(Discovery(static=[f"http://127.0.0.1:{p}" for p in ports]))
-        policy = Policy.software(
-            fleet.root.public_key().public_bytes_raw(), measure_software(demo_engine().description)
-        )
+def test_enclave_killed_mid_session():
+    """The demo fleet (separate processes); one enclave gets SIGKILL while user code runs."""
+    with DemoFleet(3) as demo:
         results: list[tuple[int, str, str]] = []
         errors: list[BaseException] = []
         killed = threading.Event()
 
         def user_code() -> None:
-            with SecureClient(gw.url, policy) as secure:
+            with SecureClient(demo.gateway_url, demo.policy()) as secure:
                 client = secure.openai()  # plain user code: default openai settings
                 for i in range(60):
                     try:
@@ -122,22 +82,17 @@ def test_enclave_killed_mid_session(fleet, tmp_path):
 
         worker = threading.Thread(target=user_code)
         worker.start()
-        while len(results) < 15:
+        while len(results) < 15 and worker.is_alive():
             time.sleep(0.01)
-        procs[0].send_signal(signal.SIGKILL)  # no goodbye: connections just die
-        procs[0].wait(5)
+        demo.kill_enclave(0)  # no goodbye: connections just die
         killed.set()
         worker.join(120)
         assert not errors, errors
         assert [r[0] for r in results] == list(range(60))  # nothing lost, nothing twice
         for i, answer, _ in results:
             assert answer.endswith(f"You said: request {i}")
-        after = {enclave for i, _, enclave in results if i > 20}
-        assert len(after) == 2  # the killed enclave is out of rotation
-        gw.refresh()
-        assert gw.gateway.fleet.healthy_count() == 2
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(10)
+        assert len({enclave for i, _, enclave in results if i > 20}) == 2  # out of rotation
+        deadline = time.monotonic() + 10
+        while httpx.get(demo.gateway_url + "/healthz").json()["healthy_enclaves"] != 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import threading
 
 import pytest
-from sealgate.enclave.engines import ASGIEngine, HTTPEngine
+from sealgate.enclave.engines import HTTPEngine
 from sealgate.protocol import EHBP, SEALGATE
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
+from ..loopback import gated_engine
 from ..sealed_http import fetch_key, sealed_request
 from ..servers import free_port, process
 
@@ -61,25 +57,9 @@ def test_chat_completion_streaming(start_enclave, http, mode):
     assert len([c for c in result.chunks if c]) >= len(text.split())
 
 
-def _gated_engine(gate: threading.Event) -> ASGIEngine:
-    """An engine that sends one event, then waits for the test before finishing."""
-
-    async def stream(request: Request) -> Response:
-        async def events():
-            yield b"data: first\n\n"
-            while not gate.is_set():
-                await asyncio.sleep(0.01)
-            yield b"data: second\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream")
-
-    app = Starlette(routes=[Route("/v1/chat/completions", stream, methods=["POST"])])
-    return ASGIEngine(app, {"engine": "gated"})
-
-
 def test_sse_events_reach_the_client_as_they_are_produced(start_enclave, http):
     gate = threading.Event()
-    server, _ = start_enclave(engine=_gated_engine(gate))
+    server, _ = start_enclave(engine=gated_engine(gate))
     key = fetch_key(http, server.url)
     from sealgate.protocol import RequestEncoder
 

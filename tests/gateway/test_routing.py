@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import threading
@@ -10,14 +9,10 @@ import time
 
 import pytest
 from sealgate.enclave import EnclaveConfig
-from sealgate.enclave.engines import ASGIEngine
 from sealgate.gateway import Discovery
 from sealgate.protocol import SEALGATE, AttestationDocument, Problem, RequestEncoder
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
+from ..loopback import gated_engine
 from ..sealed_http import sealed_request
 
 CHAT = json.dumps({"messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
@@ -119,24 +114,9 @@ def test_enclave_422_reaches_the_client_byte_for_byte(fleet, http):
     assert b"urn:ietf:params:ehbp:error:key-config" in through
 
 
-def _gated(gate: threading.Event) -> ASGIEngine:
-    async def stream(request: Request) -> Response:
-        async def events():
-            yield b"data: first\n\n"
-            while not gate.is_set():
-                await asyncio.sleep(0.01)
-            yield b"data: second\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream")
-
-    return ASGIEngine(
-        Starlette(routes=[Route("/v1/chat/completions", stream, methods=["POST"])]), {}
-    )
-
-
 def test_sse_frames_pass_through_as_they_arrive(fleet, http):
     gate = threading.Event()
-    server = fleet.enclave(engine=_gated(gate))
+    server = fleet.enclave(engine=gated_engine(gate))
     gw = fleet.gateway(Discovery(static=[server.url]))
     key = _fleet_keys(http, gw.url).popitem()[1]
     encoder = RequestEncoder(key, SEALGATE)
@@ -161,7 +141,7 @@ def test_sse_frames_pass_through_as_they_arrive(fleet, http):
 
 def test_client_disconnect_cancels_the_upstream_hop(fleet, http):
     gate = threading.Event()
-    server = fleet.enclave(engine=_gated(gate))
+    server = fleet.enclave(engine=gated_engine(gate))
     gw = fleet.gateway(Discovery(static=[server.url]))
     key = _fleet_keys(http, gw.url).popitem()[1]
     encoder = RequestEncoder(key, SEALGATE)

@@ -8,12 +8,12 @@ import threading
 from sealgate.gateway import Discovery, GatewayConfig
 from sealgate.protocol import SEALGATE, AttestationDocument, RequestEncoder
 
-from .test_routing import _gated
+from ..loopback import gated_engine
 
 
 def test_shutdown_drains_a_stream_in_flight(fleet, http):
     gate = threading.Event()
-    server = fleet.enclave(engine=_gated(gate))
+    server = fleet.enclave(engine=gated_engine(gate))
     gw = fleet.gateway(
         Discovery(static=[server.url]), GatewayConfig(poll_interval=0.2, drain_timeout=10)
     )
