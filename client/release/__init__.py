@@ -9,6 +9,7 @@ into the client's expected measurements.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ def load_release(
         bundle_data, named = read_bundle_file(Path(bundle))
         digest = digest or named
     elif bundle is not None:
-        bundle_data = bundle if isinstance(bundle, dict) else __import__("json").loads(bundle)
+        bundle_data = bundle if isinstance(bundle, dict) else json.loads(bundle)
     elif fetch:
         if digest is None:
             raise ReleaseError(

@@ -10,12 +10,15 @@ and "Signature Format"). The VCEK's TCB and hardware-id extensions must match th
 from __future__ import annotations
 
 import datetime as dt
+import os
 import struct
 import warnings
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
+import httpx
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -481,10 +484,6 @@ def product_of(report: SnpReport) -> str | None:
 
 def fetch_vcek(report: SnpReport, policy: SnpPolicy) -> bytes:
     """Fetch (or load from the cache) the VCEK for this report's chip and reported TCB."""
-    import os
-    from pathlib import Path
-
-    import httpx
 
     product = product_of(report)
     if product is None:
