@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .errors import (
     FleetUnavailable,
+    ForwardingFailed,
     GatewayError,
     NoVerifiedEnclave,
     RequestNotSent,
@@ -30,6 +31,7 @@ __all__ = [
     "ExpectedMeasurement",
     "Fleet",
     "FleetUnavailable",
+    "ForwardingFailed",
     "GatewayError",
     "NoVerifiedEnclave",
     "PlatformEvidence",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import httpx
+
 if TYPE_CHECKING:
     from sealgate.protocol.problem import Problem
 
@@ -27,6 +29,7 @@ __all__ = [
     "NoVerifiedEnclave",
     "FleetUnavailable",
     "GatewayError",
+    "ForwardingFailed",
     "ResponseIntegrityError",
     "RequestNotSent",
 ]
@@ -112,6 +115,21 @@ class GatewayError(SealgateError):
         super().__init__(message)
         self.status = status
         self.problem = problem
+
+
+class ForwardingFailed(GatewayError, httpx.TransportError):
+    """The gateway lost the enclave after forwarding the request (its claim: 502 forwarding-failed).
+
+    The request may have been processed, so sealgate does not re-send it. It is also an
+    ``httpx.TransportError``: to the calling SDK it is a connection that dropped mid-request,
+    and the SDK's own connection-retry policy applies (the openai SDK retries twice by
+    default; each retry is sealed anew).
+    """
+
+    def __init__(self, status: int, problem: Problem | None, message: str) -> None:
+        GatewayError.__init__(self, status, problem, message)
+        self.args = (message,)
+        self._request = None
 
 
 class ResponseIntegrityError(SealgateError):

@@ -36,7 +36,7 @@ from sealgate.protocol.problem import PROBLEMS, Problem
 from sealgate.protocol.request import RequestEncoder
 from sealgate.protocol.response import ResponseDecoder
 
-from .errors import GatewayError, RequestNotSent, ResponseIntegrityError
+from .errors import ForwardingFailed, GatewayError, RequestNotSent, ResponseIntegrityError
 from .fleet import Fleet, VerifiedEnclave
 
 __all__ = ["SealgateTransport", "AsyncSealgateTransport", "ENCLAVE_HEADER"]
@@ -154,6 +154,13 @@ class _Core:
             if status == 503 and problem.is_(PROBLEMS.OVERLOADED):
                 exclude.add(attempt.enclave.id)  # refused before decryption: safe elsewhere
                 return _Retry("busy", retry_after)
+            if status == 502 and problem.is_(PROBLEMS.FORWARDING_FAILED):
+                raise ForwardingFailed(
+                    status,
+                    problem,
+                    f"the gateway lost enclave {attempt.enclave.id} after forwarding the sealed "
+                    "request; it may have been processed, so sealgate does not re-send it",
+                )
         what = (
             f"{problem.title}: {problem.detail}"
             if problem and problem.detail

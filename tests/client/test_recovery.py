@@ -96,3 +96,33 @@ def test_enclave_killed_mid_session():
         while httpx.get(demo.gateway_url + "/healthz").json()["healthy_enclaves"] != 2:
             assert time.monotonic() < deadline
             time.sleep(0.1)
+
+
+def test_forwarding_failed_is_a_connection_error_the_sdk_may_retry(trio, tamperer):
+    from sealgate.client import ForwardingFailed
+    from sealgate.protocol import PROBLEMS
+    from starlette.responses import Response
+
+    _, policy = trio
+    failed = PROBLEMS.FORWARDING_FAILED(
+        "enclave closed the connection after the request was forwarded"
+    )
+    calls = []
+
+    def first_post_fails(request, body):
+        if request.method != "POST":
+            return None
+        calls.append(body)
+        if len(calls) == 1:
+            return Response(failed.to_bytes(), 502, media_type="application/problem+json")
+        return None
+
+    tamperer.answer = first_post_fails
+    with SecureClient(tamperer.url, policy) as secure:
+        answer, _ = _ask(secure.openai(), "once")  # openai's default retry re-sends, sealed anew
+        assert answer.endswith("You said: once") and len(calls) == 2 and calls[0] != calls[1]
+        calls.clear()
+        with pytest.raises(openai.APIConnectionError) as excinfo:
+            _ask(secure.openai(max_retries=0), "no retry")
+        assert isinstance(excinfo.value.__cause__, ForwardingFailed)
+        assert len(calls) == 1  # sealgate itself never re-sends after forwarding
