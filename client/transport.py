@@ -115,6 +115,31 @@ class _Core:
             out.append(("Sealgate-Key-Id", key.fingerprint))  # lets a sealgate gateway route it
         return _Attempt(enclave, key, encoder, out, wire)
 
+    def check_size(self, body: bytes) -> None:
+        if len(body) > self.max_body:
+            raise RequestNotSent(f"request body of {len(body)} bytes exceeds max_body")
+
+    def sealed_request(self, http: ModuleType, request: Any, attempt: _Attempt) -> Any:
+        """The request as it goes on the wire: same method and URL, sealed body and headers."""
+        return http.Request(
+            request.method,
+            request.url,
+            headers=attempt.headers,
+            content=attempt.wire,
+            extensions=request.extensions,
+        )
+
+    def opened_response(
+        self, http: ModuleType, response: Any, attempt: _Attempt, stream: Any
+    ) -> Any:
+        """The response the caller sees: plaintext headers and a decrypting body stream."""
+        return http.Response(
+            response.status_code,
+            headers=self.response_headers(response.headers, attempt),
+            stream=stream,
+            extensions=response.extensions,
+        )
+
     def decoder(self, attempt: _Attempt, nonce: str) -> ResponseDecoder:
         try:
             return attempt.encoder.response_decoder(nonce)
@@ -269,20 +294,14 @@ class SealgateTransport(httpx.BaseTransport):
 
     def handle_request(self, request: Any) -> Any:
         body = request.read()
-        if len(body) > self._core.max_body:
-            raise RequestNotSent(f"request body of {len(body)} bytes exceeds max_body")
+        self._core.check_size(body)
         exclude: set[str] = set()
         last: GatewayError | None = None
         for _ in range(self._core.max_attempts):
             attempt = self._core.seal(request.headers, body, exclude)
-            sealed = self._http.Request(
-                request.method,
-                request.url,
-                headers=attempt.headers,
-                content=attempt.wire,
-                extensions=request.extensions,
+            response = self._inner.handle_request(
+                self._core.sealed_request(self._http, request, attempt)
             )
-            response = self._inner.handle_request(sealed)
             nonce = response.headers.get(self._core.mode.response_nonce_header)
             if nonce is not None:
                 try:
@@ -291,19 +310,13 @@ class SealgateTransport(httpx.BaseTransport):
                     response.close()
                     raise
                 sync_stream, _ = _stream_classes(self._http)
-                return self._http.Response(
-                    response.status_code,
-                    headers=self._core.response_headers(response.headers, attempt),
-                    stream=sync_stream(response, decoder),
-                    extensions=response.extensions,
+                return self._core.opened_response(
+                    self._http, response, attempt, sync_stream(response, decoder)
                 )
             raw = _read_capped(response)
-            try:
-                retry = self._core.refusal(
-                    response.status_code, response.headers, raw, attempt, exclude
-                )
-            except GatewayError as exc:
-                raise exc from None
+            retry = self._core.refusal(
+                response.status_code, response.headers, raw, attempt, exclude
+            )
             self._core.apply(retry, attempt)
             last = self._core.exhausted(response.status_code, retry)
             if retry.action in ("refresh", "rotated"):
@@ -330,8 +343,7 @@ class AsyncSealgateTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: Any) -> Any:
         body = await request.aread()
-        if len(body) > self._core.max_body:
-            raise RequestNotSent(f"request body of {len(body)} bytes exceeds max_body")
+        self._core.check_size(body)
         exclude: set[str] = set()
         last: GatewayError | None = None
         for _ in range(self._core.max_attempts):
@@ -339,14 +351,9 @@ class AsyncSealgateTransport(httpx.AsyncBaseTransport):
             attempt = await anyio.to_thread.run_sync(
                 self._core.seal, request.headers, body, exclude
             )
-            sealed = self._http.Request(
-                request.method,
-                request.url,
-                headers=attempt.headers,
-                content=attempt.wire,
-                extensions=request.extensions,
+            response = await self._inner.handle_async_request(
+                self._core.sealed_request(self._http, request, attempt)
             )
-            response = await self._inner.handle_async_request(sealed)
             nonce = response.headers.get(self._core.mode.response_nonce_header)
             if nonce is not None:
                 try:
@@ -355,11 +362,8 @@ class AsyncSealgateTransport(httpx.AsyncBaseTransport):
                     await response.aclose()
                     raise
                 _, async_stream = _stream_classes(self._http)
-                return self._http.Response(
-                    response.status_code,
-                    headers=self._core.response_headers(response.headers, attempt),
-                    stream=async_stream(response, decoder),
-                    extensions=response.extensions,
+                return self._core.opened_response(
+                    self._http, response, attempt, async_stream(response, decoder)
                 )
             raw = await _aread_capped(response)
             retry = self._core.refusal(
