@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
@@ -53,3 +55,25 @@ def fetch_key(client: httpx.Client, base_url: str) -> KeyConfig:
     response = client.get(base_url + "/.well-known/hpke-keys")
     response.raise_for_status()
     return decode_key_configs(response.content)[0]
+
+
+@contextlib.contextmanager
+def sealed_stream(
+    client: httpx.Client, url: str, key: KeyConfig, body: bytes = b"{}"
+) -> Iterator[Iterator[bytes]]:
+    """POST a sealed body; yield the decrypted, non-empty frames as they arrive.
+
+    Exhausting the iterator also checks the end-of-message marker (``finish()``).
+    """
+    encoder = RequestEncoder(key, SEALGATE)
+    with client.stream(
+        "POST", url, content=encoder.finish(body), headers=encoder.headers
+    ) as response:
+        decoder = encoder.response_decoder(response.headers["sealgate-response-nonce"])
+
+        def frames() -> Iterator[bytes]:
+            for raw in response.iter_raw():
+                yield from (chunk for chunk in decoder.push(raw) if chunk)
+            decoder.finish()
+
+        yield frames()

@@ -11,7 +11,7 @@ from sealgate.enclave.engines import HTTPEngine
 from sealgate.protocol import EHBP, SEALGATE
 
 from ..loopback import gated_engine
-from ..sealed_http import fetch_key, sealed_request
+from ..sealed_http import fetch_key, sealed_request, sealed_stream
 from ..servers import free_port, process
 
 CHAT = {"model": "sealgate-demo-echo", "messages": [{"role": "user", "content": "hello there"}]}
@@ -61,27 +61,11 @@ def test_sse_events_reach_the_client_as_they_are_produced(start_enclave, http):
     gate = threading.Event()
     server, _ = start_enclave(engine=gated_engine(gate))
     key = fetch_key(http, server.url)
-    from sealgate.protocol import RequestEncoder
-
-    encoder = RequestEncoder(key, SEALGATE)
-    with http.stream(
-        "POST",
-        server.url + "/v1/chat/completions",
-        content=encoder.finish(b"{}"),
-        headers=encoder.headers,
-    ) as response:
-        decoder = encoder.response_decoder(response.headers["sealgate-response-nonce"])
-        chunks = response.iter_raw()
-        received: list[bytes] = []
-        while not received:
-            received += [c for c in decoder.push(next(chunks)) if c]
-        # The first event was decrypted while the engine is still blocked on the gate.
-        assert received == [b"data: first\n\n"]
+    with sealed_stream(http, server.url + "/v1/chat/completions", key) as frames:
+        # The first event is decrypted while the engine is still blocked on the gate.
+        assert next(frames) == b"data: first\n\n"
         gate.set()
-        for raw in chunks:
-            received += [c for c in decoder.push(raw) if c]
-        decoder.finish()
-    assert received == [b"data: first\n\n", b"data: second\n\n"]
+        assert list(frames) == [b"data: second\n\n"]
 
 
 def test_forwarding_to_a_separate_upstream_process(start_enclave, http):

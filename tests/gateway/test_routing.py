@@ -13,7 +13,7 @@ from sealgate.gateway import Discovery
 from sealgate.protocol import SEALGATE, AttestationDocument, Problem, RequestEncoder
 
 from ..loopback import gated_engine
-from ..sealed_http import sealed_request
+from ..sealed_http import sealed_request, sealed_stream
 
 CHAT = json.dumps({"messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
 
@@ -119,24 +119,11 @@ def test_sse_frames_pass_through_as_they_arrive(fleet, http):
     server = fleet.enclave(engine=gated_engine(gate))
     gw = fleet.gateway(Discovery(static=[server.url]))
     key = _fleet_keys(http, gw.url).popitem()[1]
-    encoder = RequestEncoder(key, SEALGATE)
-    with http.stream(
-        "POST",
-        gw.url + "/v1/chat/completions",
-        content=encoder.finish(b"{}"),
-        headers=encoder.headers,
-    ) as response:
-        decoder = encoder.response_decoder(response.headers["sealgate-response-nonce"])
-        raw = response.iter_raw()
-        got: list[bytes] = []
-        while not got:
-            got += [c for c in decoder.push(next(raw)) if c]
-        assert got == [b"data: first\n\n"]  # through the gateway while the engine still waits
+    with sealed_stream(http, gw.url + "/v1/chat/completions", key) as frames:
+        # Through the gateway while the engine still waits.
+        assert next(frames) == b"data: first\n\n"
         gate.set()
-        for chunk in raw:
-            got += [c for c in decoder.push(chunk) if c]
-        decoder.finish()
-    assert got == [b"data: first\n\n", b"data: second\n\n"]
+        assert list(frames) == [b"data: second\n\n"]
 
 
 def test_client_disconnect_cancels_the_upstream_hop(fleet, http):

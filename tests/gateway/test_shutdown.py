@@ -6,9 +6,10 @@ import asyncio
 import threading
 
 from sealgate.gateway import Discovery, GatewayConfig
-from sealgate.protocol import SEALGATE, AttestationDocument, RequestEncoder
+from sealgate.protocol import AttestationDocument
 
 from ..loopback import gated_engine
+from ..sealed_http import sealed_stream
 
 
 def test_shutdown_drains_a_stream_in_flight(fleet, http):
@@ -20,23 +21,13 @@ def test_shutdown_drains_a_stream_in_flight(fleet, http):
     fleet.gateways.remove(gw)  # this test stops it itself
     doc = http.get(gw.url + "/.well-known/sealgate-fleet").json()
     key = AttestationDocument.from_dict(doc["enclaves"][0]["attestation"]).keys[0]
-    encoder = RequestEncoder(key, SEALGATE)
-    with http.stream(
-        "POST",
-        gw.url + "/v1/chat/completions",
-        content=encoder.finish(b"{}"),
-        headers=encoder.headers,
-    ) as response:
-        decoder = encoder.response_decoder(response.headers["sealgate-response-nonce"])
-        raw = response.iter_raw()
-        got = [c for c in decoder.push(next(raw)) if c]
+    with sealed_stream(http, gw.url + "/v1/chat/completions", key) as frames:
+        assert next(frames) == b"data: first\n\n"
         stopping = asyncio.run_coroutine_threadsafe(gw.gateway.shutdown(), gw.loop)
         while not gw.gateway.draining:
             threading.Event().wait(0.01)
         gate.set()
-        for chunk in raw:
-            got += [c for c in decoder.push(chunk) if c]
-        decoder.finish()  # the final frame arrived: the stream was not cut by the shutdown
-    assert got == [b"data: first\n\n", b"data: second\n\n"]
+        # The final frame arrives (list() calls finish()): the shutdown did not cut the stream.
+        assert list(frames) == [b"data: second\n\n"]
     stopping.result(15)
     gw.loop.call_soon_threadsafe(gw.loop.stop)
