@@ -40,7 +40,10 @@ class Member:
     retry_at: float = 0.0  # circuit open until this time (monotonic)
     in_flight: int = 0
     last_error: str = ""
-    seen: set[str] = field(default_factory=set)
+    ok_route: Route = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.ok_route = Route(RouteStatus.OK, self)  # one immutable object, reused per request
 
     @classmethod
     def from_url(cls, url: str) -> Member:
@@ -57,6 +60,9 @@ class Route:
     status: str
     member: Member | None = None
     retry_after: int = 1
+
+
+_UNKNOWN = Route(RouteStatus.UNKNOWN_KEY)
 
 
 class Fleet:
@@ -129,11 +135,11 @@ class Fleet:
         """The member holding ``fingerprint``, or why there is none."""
         member = self._by_key.get(fingerprint)
         if member is None:
-            return Route(RouteStatus.UNKNOWN_KEY)
+            return _UNKNOWN
         if not member.healthy:
             wait = max(1, int(member.retry_at - self._clock() + 0.999))
             return Route(RouteStatus.DOWN, member, wait)
-        return Route(RouteStatus.OK, member)
+        return member.ok_route
 
     def any_healthy(self) -> Route:
         """A healthy member for requests without a key id: random among the least loaded."""

@@ -64,7 +64,9 @@ class UpstreamPool:
         return None
 
     def put(self, conn: UpstreamConnection) -> None:
-        idle = self.idle.setdefault(conn.member.url, collections.deque())
+        idle = self.idle.get(conn.member.url)
+        if idle is None:
+            idle = self.idle[conn.member.url] = collections.deque()
         if conn.closed or len(idle) >= self.gateway.config.pool_size:
             conn.close()
             return
@@ -275,8 +277,8 @@ class Exchange:
             forwarded.append(b"content-length: %d\r\n" % content_length)
         forwarded.append(b"\r\n")
 
-        path = self.url.split(b"?", 1)[0]
-        if not self.key_id and path in gateway.local_paths:
+        path = b"" if self.key_id else self.url.split(b"?", 1)[0]
+        if path in gateway.local_paths:
             self.local = gateway.local_response(path, self.method)
             self.status = int(self.local[9:12])
             self.outcome = "local"
