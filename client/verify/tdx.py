@@ -310,8 +310,22 @@ def fmspc_of(quote_bytes: bytes) -> str:
         raise ValueError(f"cannot read the FMSPC from the PCK certificate: {exc}") from None
 
 
-def _status_allowed(policy: TdxPolicy, status: str) -> bool:
-    return status in policy.accepted_tcb_statuses
+def _isv_status(levels: list[dict[str, Any]], isvsvn: int) -> str:
+    """The status of the first (highest) level an ISV SVN reaches; below all of them: Revoked."""
+    return next((lvl["tcbStatus"] for lvl in levels if isvsvn >= lvl["tcb"]["isvsvn"]), "Revoked")
+
+
+def _check_status(
+    record: Verification, policy: TdxPolicy, name: str, status: str, detail: str
+) -> None:
+    record.check(
+        name,
+        status in policy.accepted_tcb_statuses,
+        detail,
+        expected=" | ".join(sorted(policy.accepted_tcb_statuses)),
+        actual=status,
+        error=TcbError,
+    )
 
 
 def verify_tdx(
@@ -477,18 +491,8 @@ def _check_collateral(
         actual=mrsigner.hex(),
         error=EvidenceSignatureError,
     )
-    qe_status = next(
-        (lvl["tcbStatus"] for lvl in identity["tcbLevels"] if isvsvn >= lvl["tcb"]["isvsvn"]),
-        "Revoked",
-    )
-    record.check(
-        "qe tcb status",
-        _status_allowed(policy, qe_status),
-        f"QE ISV SVN {isvsvn}: {qe_status}",
-        expected=" | ".join(sorted(policy.accepted_tcb_statuses)),
-        actual=qe_status,
-        error=TcbError,
-    )
+    qe_status = _isv_status(identity["tcbLevels"], isvsvn)
+    _check_status(record, policy, "qe tcb status", qe_status, f"QE ISV SVN {isvsvn}: {qe_status}")
 
     tee = quote.td_report.tee_tcb_svn
     start = 0
@@ -498,21 +502,13 @@ def _check_collateral(
             (m for m in tcb_info.get("tdxModuleIdentities", []) if m["id"] == f"TDX_{tee[1]:02X}"),
             None,
         )
-        module_status = (
-            "Revoked"
-            if module is None
-            else next(
-                (lvl["tcbStatus"] for lvl in module["tcbLevels"] if tee[0] >= lvl["tcb"]["isvsvn"]),
-                "Revoked",
-            )
-        )
-        record.check(
+        module_status = "Revoked" if module is None else _isv_status(module["tcbLevels"], tee[0])
+        _check_status(
+            record,
+            policy,
             "tdx module tcb",
-            _status_allowed(policy, module_status),
+            module_status,
             f"TDX module {tee[1]}.{tee[0]}: {module_status}",
-            expected=" | ".join(sorted(policy.accepted_tcb_statuses)),
-            actual=module_status,
-            error=TcbError,
         )
     level = None
     for candidate in tcb_info["tcbLevels"]:
@@ -535,14 +531,13 @@ def _check_collateral(
         )
     status = level["tcbStatus"]
     advisories = ", ".join(level.get("advisoryIDs", []))
-    record.check(
+    _check_status(
+        record,
+        policy,
         "tcb status",
-        _status_allowed(policy, status),
+        status,
         f"TCB level of {level.get('tcbDate', '?')}: {status}"
         + (f" ({advisories})" if advisories else ""),
-        expected=" | ".join(sorted(policy.accepted_tcb_statuses)),
-        actual=status,
-        error=TcbError,
     )
 
 
