@@ -22,7 +22,11 @@ __all__ = [
     "SequenceOverflow",
     "MalformedProblem",
     "MalformedAttestationDocument",
+    "InvalidNonceProof",
     "EncoderStateError",
+    "MalformedBinaryMessage",
+    "BinaryMessageTooLarge",
+    "ReplayedRequest",
 ]
 
 
@@ -82,6 +86,26 @@ class MalformedProblem(ProtocolError):
 
 class MalformedAttestationDocument(ProtocolError):
     """An attestation document is not valid JSON of the sealgate attestation format."""
+
+
+class InvalidNonceProof(MalformedAttestationDocument):
+    """A nonce-batch inclusion proof is malformed, or does not lead to the root the report binds."""
+
+
+class MalformedBinaryMessage(ProtocolError):
+    """A Binary HTTP message (RFC 9292) is invalid: bad framing, fields, padding or truncation."""
+
+
+class BinaryMessageTooLarge(MalformedBinaryMessage):
+    """A Binary HTTP length exceeds the decoder's limits; nothing was allocated for it."""
+
+    status_hint = 413
+
+
+class ReplayedRequest(ProtocolError):
+    """A sealed request was already accepted once, or was sealed outside the replay window."""
+
+    status_hint = 400
 
 
 class EncoderStateError(ProtocolError):
