@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .errors import VerificationError
@@ -11,7 +13,11 @@ __all__ = ["Step", "Verification"]
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One check: its name, outcome, and the values compared."""
+    """One check: its name, outcome, and the values compared.
+
+    ``detail`` says what was found: for a passed step, what holds; for a failed one, what
+    does not (never the passing wording).
+    """
 
     name: str
     ok: bool
@@ -71,13 +77,36 @@ class Verification:
         expected: str | None = None,
         actual: str | None = None,
         *,
+        failure: str | None = None,
         error: type[VerificationError] = VerificationError,
     ) -> None:
-        """Record a step; raise ``error`` (a :class:`VerificationError`) if it failed."""
+        """Record a step; raise ``error`` (a :class:`VerificationError`) if it failed.
+
+        ``detail`` states what holds when the step passes; ``failure`` what went wrong when
+        it does not (without one, the detail is marked as the requirement that was not met).
+        """
         if ok:
             self.passed(name, detail, expected, actual)
         else:
-            raise self.fail(name, detail, expected, actual, error=error)
+            wording = failure if failure is not None else f"requirement not met: {detail}"
+            raise self.fail(name, wording, expected, actual, error=error)
+
+    @contextmanager
+    def guard(
+        self, name: str, what: str, *, error: type[VerificationError] = VerificationError
+    ) -> Iterator[None]:
+        """Turn any unexpected exception in the block into the failed step ``name`` (fail closed).
+
+        Parsers of hostile input raise more than ``ValueError`` (``cryptography`` has its own
+        exception types); none of them may escape as anything but a typed refusal.
+        """
+        try:
+            yield
+        except VerificationError:
+            raise
+        except Exception as exc:  # every failure of untrusted input is a refusal
+            reason = str(exc)[:200] or "no detail"
+            raise self.fail(name, f"{what} ({type(exc).__name__}: {reason})", error=error) from exc
 
     def report(self) -> str:
         """Plain-text report, one line per step."""

@@ -13,8 +13,9 @@ from rich.console import Console
 from ..errors import VerificationError
 from ..policy import SnpPolicy, TdxPolicy
 from ..verification import Verification
-from ..verify.sev_snp import verify_snp
-from ..verify.tdx import Collateral, fmspc_of, verify_tdx
+from ..verify.base import PlatformEvidence
+from ..verify.sev_snp import snp_evidence, verify_snp
+from ..verify.tdx import Collateral, fmspc_of, tdx_evidence, verify_tdx
 from .report import render_verifications
 
 
@@ -66,7 +67,7 @@ def verify_evidence(
     """Verify hardware evidence and print every step and the extracted values."""
     now = _when(at)
     record = Verification(subject=str(report or quote), platform=platform, verified_at=now)
-    values: dict[str, str] = {}
+    evidence: PlatformEvidence | None = None
     try:
         if platform == "sev-snp":
             if report is None or vcek is None:
@@ -78,13 +79,7 @@ def verify_evidence(
                 record,
                 now,
             )
-            values = {
-                "measurement": parsed.measurement.hex(),
-                "report_data": parsed.report_data.hex(),
-                "policy": f"0x{parsed.policy:x}",
-                "reported_tcb": f"0x{parsed.reported_tcb:016x}",
-                "chip_id": parsed.chip_id.hex(),
-            }
+            evidence = snp_evidence(parsed)
         else:
             if quote is None or collateral is None:
                 raise click.UsageError("--platform tdx needs --quote and --collateral")
@@ -95,17 +90,21 @@ def verify_evidence(
             except (OSError, ValueError) as exc:
                 raise click.ClickException(f"cannot load collateral: {exc}") from exc
             parsed_quote = verify_tdx(raw, bundle, TdxPolicy(allow_debug=allow_debug), record, now)
-            values = {
-                **parsed_quote.td_report.registers(),
-                "report_data": parsed_quote.td_report.report_data.hex(),
-                "tee_tcb_svn": parsed_quote.td_report.tee_tcb_svn.hex(),
-                "fmspc": fmspc,
-            }
+            evidence = tdx_evidence(parsed_quote, fmspc)
     except VerificationError:
         pass  # the record names the failed step
-    record.measurement = values
+    values: dict[str, str] = {}
+    if evidence is not None:
+        # One source for each value: report_data and the registers live in the record,
+        # ``values`` adds the platform's other fields.
+        record.measurement = dict(evidence.registers)
+        record.report_data = evidence.report_data.hex()
+        values = {**evidence.registers, **evidence.details}
     if as_json:
         click.echo(json.dumps({**record.to_dict(), "values": values}, indent=2))
     else:
-        render_verifications(Console(), [record])
+        console = Console()
+        render_verifications(console, [record])
+        for name, value in sorted(evidence.details.items() if evidence else ()):
+            console.print(f"  {name}: [cyan]{value}[/]")
     sys.exit(0 if record.ok else 1)

@@ -34,6 +34,8 @@ def render_verifications(console: Console, records: Iterable[Verification]) -> N
         if record.measurement:
             for name, value in sorted(record.measurement.items()):
                 console.print(f"  {name}: [cyan]{value}[/]")
+        if record.report_data:
+            console.print(f"  report_data: [cyan]{record.report_data}[/]")
         if record.key_fingerprints:
             console.print(f"  keys: {', '.join(record.key_fingerprints)}")
         console.print()

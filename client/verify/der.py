@@ -7,7 +7,15 @@ ENUMERATED. Parsing only; no cryptography here.
 
 from __future__ import annotations
 
-__all__ = ["DerError", "read_tlv", "children", "decode_oid", "decode_int", "oid_map"]
+__all__ = [
+    "DerError",
+    "read_tlv",
+    "children",
+    "decode_oid",
+    "decode_int",
+    "oid_map",
+    "certificate_signature_algorithms",
+]
 
 
 class DerError(ValueError):
@@ -75,3 +83,39 @@ def oid_map(sequence: bytes) -> dict[str, tuple[int, bytes]]:
         if parts[1][0] == 0x30:
             found.update(oid_map(parts[1][1]))
     return found
+
+
+def certificate_signature_algorithms(der: bytes) -> tuple[bytes, bytes]:
+    """``(tbsCertificate.signature, signatureAlgorithm)`` of a DER certificate, each as DER.
+
+    RFC 5280 §4.1.1.2: the outer ``signatureAlgorithm`` MUST equal the ``signature`` field
+    inside tbsCertificate, which the signature covers; ``cryptography`` reads only the outer one.
+    Raises :class:`DerError` unless the certificate is exactly tbsCertificate, signatureAlgorithm
+    and an octet-aligned signatureValue.
+    """
+    tag, certificate, end = read_tlv(der)
+    if tag != 0x30 or end != len(der):
+        raise DerError("not a single DER certificate SEQUENCE")
+    tag, tbs, offset = read_tlv(certificate)
+    if tag != 0x30:
+        raise DerError("tbsCertificate is not a SEQUENCE")
+    tag, _, after = read_tlv(certificate, offset)
+    if tag != 0x30:
+        raise DerError("signatureAlgorithm is not a SEQUENCE")
+    outer = certificate[offset:after]
+    tag, signature, end = read_tlv(certificate, after)
+    # The signature is octets (X.690 §8.6.2.2: the first content octet counts unused bits).
+    if tag != 0x03 or not signature or signature[0] != 0 or end != len(certificate):
+        raise DerError("signatureValue is not an octet-aligned BIT STRING ending the certificate")
+    position = 0
+    tag, _, following = read_tlv(tbs, position)
+    if tag == 0xA0:  # [0] EXPLICIT version
+        position = following
+        tag, _, following = read_tlv(tbs, position)
+    if tag != 0x02:
+        raise DerError("tbsCertificate has no serialNumber INTEGER")
+    position = following
+    tag, _, following = read_tlv(tbs, position)
+    if tag != 0x30:
+        raise DerError("tbsCertificate.signature is not a SEQUENCE")
+    return tbs[position:following], outer

@@ -14,14 +14,14 @@ import os
 import struct
 import warnings
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 
 import httpx
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from sealgate.protocol.attestation import AttestationDocument
@@ -36,12 +36,14 @@ from ..errors import (
 from ..policy import Policy, SnpPolicy
 from ..verification import Verification
 from .base import PlatformEvidence
+from .der import certificate_signature_algorithms
 
 __all__ = [
     "SnpReport",
     "TcbVersion",
     "verify_snp",
     "verify_snp_document",
+    "snp_evidence",
     "ARK_FINGERPRINTS",
     "load_vcek",
 ]
@@ -135,6 +137,13 @@ class SnpReport:
         (version,) = struct.unpack_from("<I", data, 0)
         if version not in SUPPORTED_VERSIONS:
             raise ValueError(f"unsupported SEV-SNP report version {version}")
+        # SEV-SNP ABI, "Signature Format" (ECDSA P-384 with SHA-384): R at 0x00 and S at 0x48,
+        # each 72 bytes little-endian holding a 48-byte value zero-extended; 0x90-0x1FF reserved.
+        signature = data[SIGNED_SIZE:]
+        if any(signature[48:72]) or any(signature[0x48 + 48 : 0x90]):
+            raise ValueError("the signature's R or S is longer than 48 bytes (not P-384)")
+        if any(signature[0x90:]):
+            raise ValueError("the reserved bytes after the signature (0x330-0x49F) are not zero")
 
         def u32(offset: int) -> int:
             return int(struct.unpack_from("<I", data, offset)[0])
@@ -192,6 +201,13 @@ def _shipped_chain(product: str, vlek: bool) -> tuple[x509.Certificate, x509.Cer
     return intermediate, ark
 
 
+@cache
+def _shipped_chain_signatures(product: str, vlek: bool) -> tuple[bool, bool]:
+    """``(ARK signs itself, ARK signs the ASK/ASVK)`` for the shipped chain, checked once."""
+    intermediate, ark = _shipped_chain(product, vlek)
+    return _pss_signed_by(ark, ark), _pss_signed_by(intermediate, ark)
+
+
 def _load_certs(pem: bytes) -> list[x509.Certificate]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # some AMD certificates have non-positive serials
@@ -213,7 +229,11 @@ def _der_value(raw: bytes) -> bytes | int | str:
         body = raw[2:]
         if raw[0] == 0x02:
             return int.from_bytes(body, "big", signed=True)
-        return body.decode("ascii") if raw[0] == 0x16 else body
+        if raw[0] == 0x16:
+            if not body.isascii():
+                raise ValueError("an IA5String extension holds non-ASCII bytes")
+            return body.decode("ascii")
+        return body
     return raw  # hwID is stored as raw bytes
 
 
@@ -224,6 +244,47 @@ def _extensions(cert: x509.Certificate) -> dict[str, bytes | int | str]:
         if oid.startswith(_OID) and isinstance(ext.value, x509.UnrecognizedExtension):
             found[oid[len(_OID) :]] = _der_value(ext.value.value)
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Vcek:
+    """A VCEK/VLEK with every field the verifier reads decoded once (lazy parsers raise early)."""
+
+    cert: x509.Certificate
+    extensions: dict[str, bytes | int | str]
+    product: str
+    public_key: object
+    not_before: dt.datetime
+    not_after: dt.datetime
+    inner_algorithm: bytes
+    outer_algorithm: bytes
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> _Vcek:
+        cert = load_vcek(data)
+        inner, outer = certificate_signature_algorithms(
+            cert.public_bytes(serialization.Encoding.DER)
+        )
+        extensions = _extensions(cert)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # AMD's VCEK serials are non-positive
+            _ = (cert.version, cert.serial_number, cert.signature, cert.tbs_certificate_bytes)
+        return cls(
+            cert=cert,
+            extensions=extensions,
+            product=str(extensions.get("2", "")).split("-")[0],
+            public_key=cert.public_key(),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            inner_algorithm=inner,
+            outer_algorithm=outer,
+        )
+
+
+@lru_cache(maxsize=32)
+def _parse_vcek(data: bytes) -> _Vcek:
+    """Parsed once per distinct VCEK: a fleet's reports share a handful of them."""
+    return _Vcek.from_bytes(data)
 
 
 def _pss_signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -250,27 +311,55 @@ def verify_snp(
     *,
     crl: bytes | None = None,
 ) -> SnpReport:
-    """Verify the chain, the report signature and the guest policy; record every step."""
+    """Verify the chain, the report signature and the guest policy; record every step.
+
+    Every failure, including an exception from a parser, is a :class:`VerificationError`
+    naming the step that failed.
+    """
     when = dt.datetime.fromtimestamp(now, dt.UTC)
-    try:
+    with record.guard(
+        "report format", "the SEV-SNP report is malformed", error=EvidenceFormatError
+    ):
         report = SnpReport.from_bytes(report_bytes)
-    except ValueError as exc:
-        raise record.fail("report format", str(exc), error=EvidenceFormatError) from None
     record.passed("report format", f"SEV-SNP report v{report.version}, {REPORT_SIZE} bytes")
-    try:
-        vcek = load_vcek(vcek_bytes)
-    except ValueError:
-        raise record.fail(
-            "vcek", "the VCEK is not a DER or PEM certificate", error=CertificateChainError
-        ) from None
-    extensions = _extensions(vcek)
-    product = str(extensions.get("2", "")).split("-")[0]
+    leaf = "VLEK" if report.signed_by_vlek else "VCEK"
+    with record.guard(
+        "vcek format", f"the {leaf} is not a well-formed certificate", error=CertificateChainError
+    ):
+        vcek = _parse_vcek(vcek_bytes)
+    record.passed("vcek format", f"{leaf} certificate for {vcek.product or 'an unknown product'}")
+    with record.guard(
+        "sev-snp verification", "unexpected error verifying the evidence", error=EvidenceFormatError
+    ):
+        _verify_chain(record, report, vcek, when, crl)
+        _verify_report(record, report, vcek)
+        _check_policy(record, report, policy, vcek.product)
+    return report
+
+
+def _verify_chain(
+    record: Verification, report: SnpReport, vcek: _Vcek, when: dt.datetime, crl: bytes | None
+) -> None:
+    """ARK -> ASK/ASVK -> VCEK/VLEK: pinned, signed, valid, not revoked."""
+    leaf = "VLEK" if report.signed_by_vlek else "VCEK"
+    record.check(
+        "vcek signature algorithm",
+        vcek.inner_algorithm == vcek.outer_algorithm,
+        f"the {leaf}'s signatureAlgorithm equals the one it signs (RFC 5280 §4.1.1.2)",
+        expected=vcek.inner_algorithm.hex(),
+        actual=vcek.outer_algorithm.hex(),
+        failure=f"the {leaf}'s outer signatureAlgorithm differs from the signed one inside "
+        "tbsCertificate (RFC 5280 §4.1.1.2)",
+        error=CertificateChainError,
+    )
+    product = vcek.product
     record.check(
         "product",
         product in ARK_FINGERPRINTS,
-        f"the VCEK is for {product or 'an unknown product'}",
+        f"the {leaf} is for {product}",
         expected=", ".join(ARK_FINGERPRINTS),
         actual=product or "(none)",
+        failure=f"the {leaf} names {product or 'no product'}, which has no shipped AMD root",
         error=CertificateChainError,
     )
     intermediate, ark = _shipped_chain(product, report.signed_by_vlek)
@@ -281,48 +370,59 @@ def verify_snp(
         f"the shipped ARK-{product} has the pinned fingerprint",
         expected=ARK_FINGERPRINTS[product],
         actual=ark_fp,
+        failure=f"the shipped ARK-{product} does NOT have the pinned fingerprint",
         error=CertificateChainError,
     )
+    ark_ok, intermediate_ok = _shipped_chain_signatures(product, report.signed_by_vlek)
     record.check(
         "ark self-signed",
-        _pss_signed_by(ark, ark),
+        ark_ok,
         "ARK signs itself (RSA-PSS SHA-384)",
+        failure="the ARK's self-signature does not verify (RSA-PSS SHA-384)",
         error=CertificateChainError,
     )
     which = "ASVK" if report.signed_by_vlek else "ASK"
     record.check(
         f"{which.lower()} signed by ark",
-        _pss_signed_by(intermediate, ark),
+        intermediate_ok,
         f"ARK signs the {which}",
+        failure=f"the ARK's signature on the {which} does not verify",
         error=CertificateChainError,
     )
-    leaf = "VLEK" if report.signed_by_vlek else "VCEK"
     record.check(
         f"{leaf.lower()} signed by {which.lower()}",
-        _pss_signed_by(vcek, intermediate),
+        _pss_signed_by(vcek.cert, intermediate),
         f"the {which} signs the {leaf}",
+        failure=f"the {leaf} is not signed by AMD's {which}-{product} (RSA-PSS SHA-384)",
         error=CertificateChainError,
     )
-    for cert, name in ((ark, "ARK"), (intermediate, which), (vcek, leaf)):
+    for cert, name in ((ark, "ARK"), (intermediate, which), (vcek.cert, leaf)):
+        period = f"{cert.not_valid_before_utc:%Y-%m-%d}..{cert.not_valid_after_utc:%Y-%m-%d}"
         record.check(
             f"{name.lower()} validity",
             _valid_at(cert, when),
             f"{name} is valid at {when:%Y-%m-%dT%H:%M:%SZ}",
-            expected=f"{cert.not_valid_before_utc:%Y-%m-%d}..{cert.not_valid_after_utc:%Y-%m-%d}",
+            expected=period,
             actual=f"{when:%Y-%m-%d}",
+            failure=f"{name} is NOT valid at {when:%Y-%m-%dT%H:%M:%SZ} (outside {period})",
             error=CertificateChainError,
         )
     if crl is not None:
-        _check_crl(record, crl, intermediate, ark, vcek)
+        _check_crl(record, crl, intermediate, ark, vcek.cert)
 
-    reported = TcbVersion.decode(report.reported_tcb, product)
+
+def _verify_report(record: Verification, report: SnpReport, vcek: _Vcek) -> None:
+    """The VCEK matches the report (TCB, chip) and signed it."""
+    leaf = "VLEK" if report.signed_by_vlek else "VCEK"
+    extensions = vcek.extensions
+    reported = TcbVersion.decode(report.reported_tcb, vcek.product)
     vcek_tcb = {
         "bootloader": extensions.get("3.1"),
         "tee": extensions.get("3.2"),
         "snp": extensions.get("3.3"),
         "microcode": extensions.get("3.8"),
     }
-    if product == "Turin":
+    if vcek.product == "Turin":
         vcek_tcb["fmc"] = extensions.get("3.9")
     record.check(
         "vcek tcb",
@@ -330,6 +430,7 @@ def verify_snp(
         f"the {leaf} was issued for the report's reported TCB",
         expected=str(reported),
         actual=" ".join(f"{k}={v!r}" for k, v in vcek_tcb.items()),
+        failure=f"the {leaf}'s TCB extensions do not match the report's reported TCB",
         error=TcbError,
     )
     if not report.signed_by_vlek:
@@ -342,6 +443,7 @@ def verify_snp(
             "the VCEK's hwID equals the report's chip_id",
             expected=hwid_bytes.hex(),
             actual=chip.hex(),
+            failure="the VCEK's hwID does not equal the report's chip_id (another chip's VCEK)",
             error=CertificateChainError,
         )
     record.check(
@@ -350,9 +452,11 @@ def verify_snp(
         "ECDSA P-384 with SHA-384",
         expected="1",
         actual=str(report.signature_algo),
+        failure=f"unknown report signature algorithm {report.signature_algo} "
+        "(only 1, ECDSA P-384 with SHA-384, exists)",
         error=EvidenceFormatError,
     )
-    key = vcek.public_key()
+    key = vcek.public_key
     try:
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise InvalidSignature
@@ -368,8 +472,6 @@ def verify_snp(
             error=EvidenceSignatureError,
         ) from None
     record.passed("report signature", f"ECDSA P-384 signature by the {leaf} verifies")
-    _check_policy(record, report, policy, product)
-    return report
 
 
 def _check_crl(
@@ -379,22 +481,29 @@ def _check_crl(
     ark: x509.Certificate,
     vcek: x509.Certificate,
 ) -> None:
-    try:
-        crl = x509.load_der_x509_crl(crl_bytes)
-    except ValueError:
-        crl = x509.load_pem_x509_crl(crl_bytes)
+    with record.guard("crl format", "AMD's CRL is malformed", error=CertificateChainError):
+        if crl_bytes.lstrip().startswith(b"-----BEGIN"):
+            crl = x509.load_pem_x509_crl(crl_bytes)
+        else:
+            crl = x509.load_der_x509_crl(crl_bytes)
+        signed = crl.is_signature_valid(ark.public_key())  # type: ignore[arg-type]
+        revoked = {
+            name: crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+            for cert, name in ((intermediate, "intermediate"), (vcek, "leaf"))
+        }
     record.check(
         "crl signature",
-        crl.is_signature_valid(ark.public_key()),  # type: ignore[arg-type]
+        signed,
         "the CRL is signed by the ARK",
+        failure="the CRL's signature does not verify with the ARK",
         error=CertificateChainError,
     )
-    for cert, name in ((intermediate, "intermediate"), (vcek, "leaf")):
-        revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    for name, entry in revoked.items():
         record.check(
             f"{name} not revoked",
-            revoked is None,
+            entry is None,
             f"the {name} certificate is not on the CRL",
+            failure=f"the {name} certificate is REVOKED on AMD's CRL",
             error=CertificateChainError,
         )
 
@@ -405,9 +514,10 @@ def _check_policy(record: Verification, report: SnpReport, policy: SnpPolicy, pr
         policy.allow_debug or not report.debug_allowed,
         "the guest policy forbids debugging"
         if not report.debug_allowed
-        else "the guest policy ALLOWS debugging",
+        else "the guest policy ALLOWS debugging (accepted: allow_debug)",
         expected="debug=0",
         actual=f"debug={int(report.debug_allowed)} (policy 0x{report.policy:x})",
+        failure="the guest policy ALLOWS debugging: the host can read the guest's memory",
         error=PlatformPolicyError,
     )
     record.check(
@@ -416,6 +526,7 @@ def _check_policy(record: Verification, report: SnpReport, policy: SnpPolicy, pr
         "no migration agent may be bound",
         expected="migrate_ma=0",
         actual=f"migrate_ma={int(report.migration_agent_allowed)}",
+        failure="the guest policy allows a migration agent to be bound",
         error=PlatformPolicyError,
     )
     record.check(
@@ -424,6 +535,7 @@ def _check_policy(record: Verification, report: SnpReport, policy: SnpPolicy, pr
         f"report requested at VMPL {report.vmpl}",
         expected=f"<= {policy.max_vmpl}",
         actual=str(report.vmpl),
+        failure=f"report requested at VMPL {report.vmpl}, less privileged than allowed",
         error=PlatformPolicyError,
     )
     reported = TcbVersion.decode(report.reported_tcb, product)
@@ -434,6 +546,8 @@ def _check_policy(record: Verification, report: SnpReport, policy: SnpPolicy, pr
         f"reported TCB {reported}",
         expected=" ".join(f"{k}>={v}" for k, v in policy.min_tcb.items()) or "(no minimum)",
         actual=str(reported),
+        failure="reported TCB is below the minimum for "
+        + ", ".join(f"{k} ({reported.components().get(k, 0)} < {v})" for k, v in low.items()),
         error=TcbError,
     )
     if policy.min_firmware is not None:
@@ -444,6 +558,7 @@ def _check_policy(record: Verification, report: SnpReport, policy: SnpPolicy, pr
             f"firmware {major}.{minor}",
             expected=">= {}.{}".format(*policy.min_firmware),
             actual=f"{major}.{minor}",
+            failure=f"firmware {major}.{minor} is older than the minimum",
             error=TcbError,
         )
     if policy.require_reported_tcb_current:
@@ -453,6 +568,7 @@ def _check_policy(record: Verification, report: SnpReport, policy: SnpPolicy, pr
             "the VCEK's TCB is the platform's current TCB (no rollback window)",
             expected=str(TcbVersion.decode(report.current_tcb, product)),
             actual=str(reported),
+            failure="the reported TCB is not the platform's current TCB (rollback window open)",
             error=TcbError,
         )
     committed = TcbVersion.decode(report.committed_tcb, product)
@@ -465,6 +581,7 @@ def _check_policy(record: Verification, report: SnpReport, policy: SnpPolicy, pr
         "committed TCB does not exceed current TCB",
         expected="committed <= current",
         actual=f"committed {committed}",
+        failure="the committed TCB exceeds the current TCB",
         error=TcbError,
     )
 
@@ -530,12 +647,18 @@ def verify_snp_document(
     report = verify_snp(
         document.evidence, vcek, policy.snp, record, now, crl=document.collateral.get("crl")
     )
+    return snp_evidence(report)
+
+
+def snp_evidence(report: SnpReport) -> PlatformEvidence:
+    """What a verified report attests: report_data, the measurement, and details for people."""
     return PlatformEvidence(
         report_data=report.report_data,
         registers={"measurement": report.measurement.hex()},
         details={
             "policy": f"0x{report.policy:x}",
             "vmpl": str(report.vmpl),
-            "chip_id": report.chip_id.hex()[:32],
+            "reported_tcb": f"0x{report.reported_tcb:016x}",
+            "chip_id": report.chip_id.hex(),
         },
     )

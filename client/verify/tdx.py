@@ -22,17 +22,19 @@ import json
 import re
 import struct
 import urllib.parse
+import warnings
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.x509.oid import NameOID
 from sealgate.protocol.attestation import AttestationDocument
 
 from ..errors import (
@@ -45,7 +47,7 @@ from ..errors import (
 from ..policy import Policy, TdxPolicy
 from ..verification import Verification
 from .base import PlatformEvidence
-from .der import DerError, decode_int, oid_map, read_tlv
+from .der import DerError, certificate_signature_algorithms, decode_int, oid_map, read_tlv
 
 __all__ = [
     "TdxQuote",
@@ -53,6 +55,7 @@ __all__ = [
     "Collateral",
     "verify_tdx",
     "verify_tdx_document",
+    "tdx_evidence",
     "fmspc_of",
     "check_td_policy",
     "SGX_ROOT_FINGERPRINT",
@@ -184,29 +187,51 @@ class TdxQuote:
         )
 
 
+def _crl_role(name: str) -> str | None:
+    """``pck`` or ``root`` for a collateral file holding one of Intel's CRLs, else None."""
+    if not name.endswith((".crl", ".der")):
+        return None
+    if name.startswith("pck_crl"):
+        return "pck"
+    if name.startswith("root"):
+        return "root"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Collateral:
-    """Intel PCS collateral: TCB info and QE identity (raw JSON) with their issuer chains."""
+    """Intel PCS collateral: TCB info and QE identity (raw JSON) with their issuer chains.
+
+    ``pck_crls`` (the PCK Platform and/or Processor CA's CRL) and ``root_ca_crls`` (the SGX
+    Root CA's) are optional: when present, the PCK chain is checked against them.
+    """
 
     tcb_info: bytes
     tcb_info_chain: bytes
     qe_identity: bytes
     qe_identity_chain: bytes
+    pck_crls: tuple[bytes, ...] = ()
+    root_ca_crls: tuple[bytes, ...] = ()
 
     @classmethod
     def from_directory(cls, directory: Path, fmspc: str | None = None) -> Collateral:
-        """Load ``tcb_info_<fmspc>.json`` (+ ``_chain.txt``) and ``qe_identity.json`` (+ chain)."""
+        """Load ``tcb_info_<fmspc>.json`` (+ ``_chain.txt``), ``qe_identity.json`` (+ chain), CRLs.
+
+        CRLs are ``pck_crl*.crl`` / ``pck_crl*.der`` and ``root*.crl`` / ``root*.der`` (DER).
+        """
         infos = sorted(directory.glob("tcb_info_*.json"))
         if fmspc is not None:
             infos = [p for p in infos if p.stem.removeprefix("tcb_info_").lower() == fmspc.lower()]
         if not infos:
             raise FileNotFoundError(f"no TCB info for FMSPC {fmspc} in {directory}")
         info = infos[0]
+        crls = {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if _crl_role(p.name)}
         return cls(
             info.read_bytes(),
             (directory / f"{info.stem}_chain.txt").read_bytes(),
             (directory / "qe_identity.json").read_bytes(),
             (directory / "qe_identity_chain.txt").read_bytes(),
+            *cls._crls(crls),
         )
 
     @classmethod
@@ -217,6 +242,15 @@ class Collateral:
             files[f"{name}_chain.txt"],
             files["qe_identity.json"],
             files["qe_identity_chain.txt"],
+            *cls._crls(files),
+        )
+
+    @staticmethod
+    def _crls(files: dict[str, bytes]) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+        ordered = sorted(files.items())
+        return (
+            tuple(data for name, data in ordered if _crl_role(name) == "pck"),
+            tuple(data for name, data in ordered if _crl_role(name) == "root"),
         )
 
 
@@ -242,10 +276,49 @@ def _ecdsa_ok(key: Any, signature_der: bytes, data: bytes) -> bool:
     return True
 
 
+def _cn(cert: x509.Certificate) -> str:
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else cert.subject.rfc4514_string()
+
+
+def _load_chain(pem: bytes) -> list[x509.Certificate]:
+    """Certificates of a PEM chain, each decoded in full now (``cryptography`` parses lazily)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # lazily decoded fields warn on odd but harmless values
+        return [_decoded(cert) for cert in x509.load_pem_x509_certificates(pem)]
+
+
+def _decoded(cert: x509.Certificate) -> x509.Certificate:
+    certificate_signature_algorithms(cert.public_bytes(serialization.Encoding.DER))
+    _ = (cert.extensions, cert.public_key(), cert.not_valid_before_utc, cert.not_valid_after_utc)
+    _ = (cert.issuer, cert.subject, cert.serial_number, cert.signature)
+    return cert
+
+
+def _basic_constraints(cert: x509.Certificate) -> x509.BasicConstraints | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _may_sign_certificates(cert: x509.Certificate) -> bool:
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return usage.key_cert_sign
+
+
 def _verify_chain(
     record: Verification, name: str, certs: list[x509.Certificate], when: dt.datetime
 ) -> None:
-    """Leaf first; the last must be the pinned root, each signed by the next."""
+    """Leaf first; the last must be the pinned root, each signed and named by the next.
+
+    RFC 5280 §6.1: each issuer name equals the next certificate's subject, every issuer is a
+    CA (basicConstraints cA TRUE, keyCertSign) whose pathLenConstraint admits the CAs below
+    it, the leaf is not a CA, and each certificate's signatureAlgorithm matches its signed one.
+    """
     root = _sgx_root()
     record.check(
         f"{name} root",
@@ -253,24 +326,175 @@ def _verify_chain(
         f"the {name} chain ends at the shipped Intel SGX Root CA",
         expected=SGX_ROOT_FINGERPRINT,
         actual=certs[-1].fingerprint(hashes.SHA256()).hex() if certs else "(empty)",
+        failure=f"the {name} chain does not end at the shipped Intel SGX Root CA",
         error=CertificateChainError,
     )
-    for cert, issuer in itertools.pairwise(certs):
-        ok = _ecdsa_ok(issuer.public_key(), cert.signature, cert.tbs_certificate_bytes)
-        subject = cert.subject.rfc4514_string().split("CN=")[-1]
+    for cert in certs:
+        with record.guard(
+            f"{name} signature algorithm", "a certificate is malformed", error=CertificateChainError
+        ):
+            inner, outer = certificate_signature_algorithms(
+                cert.public_bytes(serialization.Encoding.DER)
+            )
         record.check(
-            f"{name} chain", ok, f"'{subject}' is signed by its issuer", error=CertificateChainError
+            f"{name} signature algorithm",
+            inner == outer,
+            f"'{_cn(cert)}' names the signature algorithm it signs",
+            expected=inner.hex(),
+            actual=outer.hex(),
+            failure=f"'{_cn(cert)}': the outer signatureAlgorithm differs from the one in "
+            "tbsCertificate (RFC 5280 §4.1.1.2)",
+            error=CertificateChainError,
+        )
+    for cert, issuer in itertools.pairwise(certs):
+        chained = cert.issuer == issuer.subject
+        record.check(
+            f"{name} chain names",
+            chained,
+            f"'{_cn(cert)}' names '{_cn(issuer)}' as its issuer",
+            expected=None if chained else issuer.subject.rfc4514_string(),
+            actual=None if chained else cert.issuer.rfc4514_string(),
+            failure=f"'{_cn(cert)}' names another issuer than the next certificate's subject",
+            error=CertificateChainError,
+        )
+        ok = _ecdsa_ok(issuer.public_key(), cert.signature, cert.tbs_certificate_bytes)
+        record.check(
+            f"{name} chain",
+            ok,
+            f"'{_cn(cert)}' is signed by its issuer",
+            failure=f"'{_cn(cert)}' is NOT signed by '{_cn(issuer)}'",
+            error=CertificateChainError,
+        )
+    for depth, cert in enumerate(certs):
+        constraints = _basic_constraints(cert)
+        is_ca = constraints is not None and constraints.ca
+        if depth == 0:
+            ok = not is_ca
+            want, failure = "cA FALSE", f"the leaf '{_cn(cert)}' is a CA certificate"
+        else:
+            # CAs below this one in the path, not counting the leaf (RFC 5280 §4.2.1.9).
+            below = depth - 1
+            limit = constraints.path_length if constraints is not None else None
+            ok = is_ca and _may_sign_certificates(cert) and (limit is None or below <= limit)
+            want = f"cA TRUE, keyCertSign, pathLen >= {below}"
+            failure = f"the issuer '{_cn(cert)}' may not issue this path (not a CA, no "
+            failure += "keyCertSign, or its path length is exceeded)"
+        record.check(
+            f"{name} basic constraints",
+            ok,
+            f"'{_cn(cert)}' is {'the leaf, not a CA' if depth == 0 else 'a CA for this path'}",
+            expected=want,
+            actual=str(constraints) if constraints is not None else "(no basicConstraints)",
+            failure=failure,
+            error=CertificateChainError,
         )
     for cert in certs:
         valid = cert.not_valid_before_utc <= when <= cert.not_valid_after_utc
+        period = f"{cert.not_valid_before_utc:%Y-%m-%d}..{cert.not_valid_after_utc:%Y-%m-%d}"
         record.check(
             f"{name} validity",
             valid,
-            f"'{cert.subject.rfc4514_string().split('CN=')[-1]}' is valid at {when:%Y-%m-%d}",
-            expected=f"{cert.not_valid_before_utc:%Y-%m-%d}..{cert.not_valid_after_utc:%Y-%m-%d}",
+            f"'{_cn(cert)}' is valid at {when:%Y-%m-%d}",
+            expected=period,
             actual=f"{when:%Y-%m-%d}",
+            failure=f"'{_cn(cert)}' is NOT valid at {when:%Y-%m-%d} (outside {period})",
             error=CertificateChainError,
         )
+
+
+@lru_cache(maxsize=16)
+def _load_crl(raw: bytes) -> x509.CertificateRevocationList:
+    if raw.lstrip().startswith(b"-----BEGIN"):
+        crl = x509.load_pem_x509_crl(raw)
+    else:
+        try:
+            crl = x509.load_der_x509_crl(raw)
+        except ValueError:
+            crl = x509.load_der_x509_crl(bytes.fromhex(raw.decode()))  # PCS may serve hex
+    _ = (crl.issuer, crl.last_update_utc, crl.next_update_utc, crl.signature, list(crl))
+    return crl
+
+
+@lru_cache(maxsize=16)
+def _crl_signed_by(raw: bytes, issuer: x509.Certificate) -> bool:
+    """The CRL's signature verifies with the issuer's key (cached: CRLs change monthly)."""
+    key = issuer.public_key()
+    return isinstance(key, ec.EllipticCurvePublicKey) and _load_crl(raw).is_signature_valid(key)
+
+
+def _check_crl(
+    record: Verification,
+    name: str,
+    crls: tuple[bytes, ...],
+    issuer: x509.Certificate,
+    cert: x509.Certificate,
+    when: dt.datetime,
+) -> None:
+    """``cert`` is not revoked by ``issuer``'s CRL, itself signed by ``issuer`` and current."""
+    with record.guard(f"{name} crl format", "a CRL is malformed", error=CertificateChainError):
+        loaded = {raw: _load_crl(raw) for raw in crls}
+    raw = next((r for r, c in loaded.items() if c.issuer == issuer.subject), None)
+    if raw is None:
+        raise record.fail(
+            f"{name} crl",
+            f"the collateral carries CRLs, but none issued by '{_cn(issuer)}'",
+            expected=issuer.subject.rfc4514_string(),
+            actual=", ".join(c.issuer.rfc4514_string() for c in loaded.values()) or "(none)",
+            error=CertificateChainError,
+        )
+    crl = loaded[raw]
+    record.check(
+        f"{name} crl signature",
+        _crl_signed_by(raw, issuer),
+        f"'{_cn(issuer)}' signs its CRL",
+        failure=f"the CRL naming '{_cn(issuer)}' is NOT signed by its key",
+        error=CertificateChainError,
+    )
+    last, following = crl.last_update_utc, crl.next_update_utc
+    period = f"{last:%Y-%m-%d}..{following:%Y-%m-%d}" if following else f"{last:%Y-%m-%d}.."
+    record.check(
+        f"{name} crl validity",
+        following is not None and last <= when <= following,
+        f"'{_cn(issuer)}' CRL is current at {when:%Y-%m-%d}",
+        expected=period,
+        actual=f"{when:%Y-%m-%d}",
+        failure=f"'{_cn(issuer)}' CRL is NOT current at {when:%Y-%m-%d} (outside {period})",
+        error=CertificateChainError,
+    )
+    entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    record.check(
+        f"{name} not revoked",
+        entry is None,
+        f"'{_cn(cert)}' (serial {cert.serial_number:x}) is not on the CRL",
+        expected="not listed",
+        actual="listed" if entry else "not listed",
+        failure=f"'{_cn(cert)}' (serial {cert.serial_number:x}) is REVOKED"
+        + (f" since {entry.revocation_date_utc:%Y-%m-%d}" if entry else ""),
+        error=CertificateChainError,
+    )
+
+
+def _check_pck_revocation(
+    record: Verification,
+    chain: list[x509.Certificate],
+    collateral: Collateral | None,
+    when: dt.datetime,
+) -> None:
+    """Intel's CRLs from the collateral: the PCK CA's for the PCK, the root's for the PCK CA."""
+    pck_crls = collateral.pck_crls if collateral else ()
+    root_crls = collateral.root_ca_crls if collateral else ()
+    if len(chain) < 2:
+        return  # the chain checks refused it already
+    if not pck_crls:
+        record.passed("pck revocation", "not checked: the collateral carries no PCK CRL")
+    else:
+        _check_crl(record, "pck", pck_crls, chain[1], chain[0], when)
+    if len(chain) < 3:
+        return
+    if not root_crls:
+        record.passed("pck ca revocation", "not checked: the collateral carries no root CA CRL")
+    else:
+        _check_crl(record, "pck ca", root_crls, chain[-1], chain[1], when)
 
 
 def _signed_json(raw: bytes, field: str) -> tuple[dict[str, Any], bytes, bytes]:
@@ -289,25 +513,27 @@ def _pem_chain(raw: bytes) -> list[x509.Certificate]:
     text = raw.decode()
     if "%" in text:
         text = urllib.parse.unquote(text)
-    return x509.load_pem_x509_certificates(text.encode())
+    return _load_chain(text.encode())
 
 
 def _pck_extensions(cert: x509.Certificate) -> dict[str, tuple[int, bytes]]:
     ext = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(_SGX_EXTENSIONS)).value
-    assert isinstance(ext, x509.UnrecognizedExtension)
+    if not isinstance(ext, x509.UnrecognizedExtension):
+        raise DerError("the SGX extension is not an opaque vendor extension")
     _, sequence, _ = read_tlv(ext.value)
     return oid_map(sequence)
 
 
 def fmspc_of(quote_bytes: bytes) -> str:
-    """The platform's FMSPC (which TCB info applies), read from the quote's PCK certificate."""
+    """The platform's FMSPC (which TCB info applies), read from the quote's PCK certificate.
+
+    Raises ``ValueError`` for anything unreadable (the quote is untrusted input).
+    """
     try:
-        pck = x509.load_pem_x509_certificates(
-            TdxQuote.from_bytes(quote_bytes).pck_chain_pem.rstrip(b"\x00")
-        )[0]
+        pck = _load_chain(TdxQuote.from_bytes(quote_bytes).pck_chain_pem.rstrip(b"\x00"))[0]
         return _pck_extensions(pck)["1.2.840.113741.1.13.1.4"][1].hex()
-    except (KeyError, DerError, x509.ExtensionNotFound) as exc:
-        raise ValueError(f"cannot read the FMSPC from the PCK certificate: {exc}") from None
+    except Exception as exc:  # parsers of untrusted input raise more than ValueError
+        raise ValueError(f"cannot read the FMSPC from the PCK certificate: {exc}") from exc
 
 
 def _isv_status(levels: list[dict[str, Any]], isvsvn: int) -> str:
@@ -324,6 +550,7 @@ def _check_status(
         detail,
         expected=" | ".join(sorted(policy.accepted_tcb_statuses)),
         actual=status,
+        failure=f"{detail}, a status the policy does not accept",
         error=TcbError,
     )
 
@@ -335,23 +562,42 @@ def verify_tdx(
     record: Verification,
     now: float,
 ) -> TdxQuote:
-    """Verify a TDX quote; ``collateral`` may be None only to report which FMSPC it needs."""
+    """Verify a TDX quote; ``collateral`` may be None only to report which FMSPC it needs.
+
+    Every failure, including an exception from a parser, is a :class:`VerificationError`
+    naming the step that failed.
+    """
     when = dt.datetime.fromtimestamp(now, dt.UTC)
-    try:
+    with record.guard("quote format", "the TDX quote is malformed", error=EvidenceFormatError):
         quote = TdxQuote.from_bytes(quote_bytes)
-        pck_chain = x509.load_pem_x509_certificates(quote.pck_chain_pem.rstrip(b"\x00"))
-    except ValueError as exc:
-        raise record.fail("quote format", str(exc), error=EvidenceFormatError) from None
+        pck_chain = _load_chain(quote.pck_chain_pem.rstrip(b"\x00"))
     record.passed(
         "quote format",
         f"TDX quote v{quote.version}, {len(quote.raw)} bytes, {len(pck_chain)} PCK certificates",
     )
+    with record.guard(
+        "tdx verification", "unexpected error verifying the evidence", error=EvidenceFormatError
+    ):
+        _verify_quote(record, quote, pck_chain, collateral, policy, when)
+    return quote
+
+
+def _verify_quote(
+    record: Verification,
+    quote: TdxQuote,
+    pck_chain: list[x509.Certificate],
+    collateral: Collateral | None,
+    policy: TdxPolicy,
+    when: dt.datetime,
+) -> None:
     _verify_chain(record, "pck", pck_chain, when)
+    _check_pck_revocation(record, pck_chain, collateral, when)
     pck = pck_chain[0]
     record.check(
         "qe report signature",
         _ecdsa_ok(pck.public_key(), _p256_raw_sig(quote.qe_report_signature), quote.qe_report),
         "the PCK key signs the quoting enclave's report",
+        failure="the PCK key did not sign the quoting enclave's report",
         error=EvidenceSignatureError,
     )
     expected_binding = hashlib.sha256(quote.attestation_key + quote.qe_auth_data).digest() + bytes(
@@ -363,29 +609,32 @@ def verify_tdx(
         "QE report_data = SHA-256(attestation key || QE auth data)",
         expected=expected_binding.hex(),
         actual=quote.qe_report[320:384].hex(),
+        failure="the QE report does not bind the attestation key "
+        "(report_data != SHA-256(attestation key || QE auth data))",
         error=EvidenceSignatureError,
     )
-    attestation_key = ec.EllipticCurvePublicKey.from_encoded_point(
-        ec.SECP256R1(), b"\x04" + quote.attestation_key
-    )
+    with record.guard(
+        "quote signature", "the attestation key is not a P-256 point", error=EvidenceSignatureError
+    ):
+        attestation_key = ec.EllipticCurvePublicKey.from_encoded_point(
+            ec.SECP256R1(), b"\x04" + quote.attestation_key
+        )
     record.check(
         "quote signature",
         _ecdsa_ok(attestation_key, _p256_raw_sig(quote.signature), quote.signed_part),
         "the attestation key signs the quote header and TD report",
+        failure="the attestation key did not sign this quote header and TD report",
         error=EvidenceSignatureError,
     )
-
-    try:
+    with record.guard(
+        "pck extensions",
+        "the PCK certificate's SGX extensions are unreadable",
+        error=EvidenceFormatError,
+    ):
         pck_ext = _pck_extensions(pck)
         fmspc = pck_ext["1.2.840.113741.1.13.1.4"][1].hex()
         pck_svns = [decode_int(pck_ext[f"1.2.840.113741.1.13.1.2.{i}"][1]) for i in range(1, 17)]
         pce_svn = decode_int(pck_ext["1.2.840.113741.1.13.1.2.17"][1])
-    except (KeyError, DerError, x509.ExtensionNotFound) as exc:
-        raise record.fail(
-            "pck extensions",
-            f"the PCK certificate's SGX extensions are unreadable ({exc})",
-            error=EvidenceFormatError,
-        ) from None
     record.passed("pck extensions", f"FMSPC {fmspc}, PCE SVN {pce_svn}")
     if collateral is None:
         raise record.fail(
@@ -395,7 +644,6 @@ def verify_tdx(
         )
     _check_collateral(record, quote, collateral, fmspc, pck_svns, pce_svn, policy, when)
     check_td_policy(record, quote.td_report, policy)
-    return quote
 
 
 def check_td_policy(record: Verification, report: TdReport, policy: TdxPolicy) -> None:
@@ -403,9 +651,12 @@ def check_td_policy(record: Verification, report: TdReport, policy: TdxPolicy) -
     record.check(
         "td debug disabled",
         policy.allow_debug or not report.debug,
-        "the TD's attributes forbid debugging" if not report.debug else "the TD ALLOWS debugging",
+        "the TD's attributes forbid debugging"
+        if not report.debug
+        else "the TD ALLOWS debugging (accepted: allow_debug)",
         expected="DEBUG=0",
         actual=f"TDATTRIBUTES={report.td_attributes.hex()}",
+        failure="the TD ALLOWS debugging: the host can read its memory",
         error=PlatformPolicyError,
     )
 
@@ -413,26 +664,27 @@ def check_td_policy(record: Verification, report: TdReport, policy: TdxPolicy) -
 def _signed_collateral(
     record: Verification, name: str, raw: bytes, chain_raw: bytes, field: str, when: dt.datetime
 ) -> dict[str, Any]:
-    try:
+    with record.guard(f"{name} format", f"the {name} is malformed", error=EvidenceFormatError):
         body, signed, signature = _signed_json(raw, field)
         chain = _pem_chain(chain_raw)
-    except (ValueError, KeyError) as exc:
-        raise record.fail(f"{name} format", str(exc), error=EvidenceFormatError) from None
+        issued = dt.datetime.fromisoformat(body["issueDate"].replace("Z", "+00:00"))
+        next_update = dt.datetime.fromisoformat(body["nextUpdate"].replace("Z", "+00:00"))
     _verify_chain(record, name, chain, when)
     record.check(
         f"{name} signature",
         _ecdsa_ok(chain[0].public_key(), _p256_raw_sig(signature), signed),
         f"Intel's TCB signing key signs the {name}",
+        failure=f"the {name} is not signed by Intel's TCB signing key (altered?)",
         error=EvidenceSignatureError,
     )
-    issued = dt.datetime.fromisoformat(body["issueDate"].replace("Z", "+00:00"))
-    next_update = dt.datetime.fromisoformat(body["nextUpdate"].replace("Z", "+00:00"))
+    period = f"{issued:%Y-%m-%d}..{next_update:%Y-%m-%d}"
     record.check(
         f"{name} validity",
         issued <= when <= next_update,
         f"{name} is current at {when:%Y-%m-%dT%H:%MZ}",
-        expected=f"{issued:%Y-%m-%d}..{next_update:%Y-%m-%d}",
+        expected=period,
         actual=f"{when:%Y-%m-%d}",
+        failure=f"{name} is NOT current at {when:%Y-%m-%dT%H:%MZ} (outside {period})",
         error=TcbError,
     )
     return body
@@ -457,6 +709,7 @@ def _check_collateral(
         "the TCB info is for this platform",
         expected=fmspc,
         actual=str(tcb_info.get("fmspc")),
+        failure="the TCB info is for another platform (FMSPC differs)",
         error=TcbError,
     )
     identity = _signed_collateral(
@@ -489,6 +742,7 @@ def _check_collateral(
         "the quoting enclave is Intel's TD QE",
         expected=identity["mrsigner"].lower(),
         actual=mrsigner.hex(),
+        failure="the quoting enclave does not match Intel's TD QE identity",
         error=EvidenceSignatureError,
     )
     qe_status = _isv_status(identity["tcbLevels"], isvsvn)
@@ -546,13 +800,23 @@ def verify_tdx_document(
 ) -> PlatformEvidence:
     """Platform verifier for ``tdx`` documents (evidence = quote, collateral = PCS files)."""
     collateral: Collateral | None = None
+    fmspc = ""
     try:
-        collateral = Collateral.from_mapping(dict(document.collateral), fmspc_of(document.evidence))
+        fmspc = fmspc_of(document.evidence)
+        collateral = Collateral.from_mapping(dict(document.collateral), fmspc)
     except (ValueError, KeyError):
         collateral = None  # verify_tdx records the precise failure
     quote = verify_tdx(document.evidence, collateral, policy.tdx, record, now)
+    return tdx_evidence(quote, fmspc)
+
+
+def tdx_evidence(quote: TdxQuote, fmspc: str = "") -> PlatformEvidence:
+    """What a verified quote attests: report_data, MRTD and RTMRs, and details for people."""
+    details = {"tee_tcb_svn": quote.td_report.tee_tcb_svn.hex()}
+    if fmspc:
+        details["fmspc"] = fmspc
     return PlatformEvidence(
         report_data=quote.td_report.report_data,
         registers=quote.td_report.registers(),
-        details={"tee_tcb_svn": quote.td_report.tee_tcb_svn.hex()},
+        details=details,
     )

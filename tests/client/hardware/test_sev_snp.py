@@ -125,17 +125,54 @@ def test_turin_vcek_chains_to_the_shipped_turin_root(vectors):
     assert ark.fingerprint(hashes.SHA256()).hex() == ARK_FINGERPRINTS["Turin"]
 
 
-def test_every_single_bit_flip_in_the_signed_part_is_refused(genoa):
+# Every single-bit flip of the report and the VCEK: tests/client/hardware/test_bitflips.py.
+
+
+def _with_outer_algorithm(vcek: bytes, algorithm: bytes) -> bytes:
+    """The certificate with its outer signatureAlgorithm replaced (outer length fixed up)."""
+    from sealgate.client.verify.der import read_tlv
+
+    _, body, _ = read_tlv(vcek)
+    _, _, tbs_end = read_tlv(body)
+    _, _, algorithm_end = read_tlv(body, tbs_end)
+    content = body[:tbs_end] + algorithm + body[algorithm_end:]
+    return b"\x30\x82" + len(content).to_bytes(2, "big") + content
+
+
+def test_outer_signature_algorithm_must_equal_the_signed_one(genoa):
+    """RFC 5280 §4.1.1.2; the signature covers only the inner one, so a forger can edit the outer."""
     report, vcek, when = genoa
-    refused = 0
-    for byte in range(0x2A0):
-        for bit in range(8):
-            flipped = bytearray(report)
-            flipped[byte] ^= 1 << bit
-            with pytest.raises(VerificationError):
-                _verify(bytes(flipped), vcek, when)
-            refused += 1
-    assert refused == 0x2A0 * 8
+    ecdsa_with_sha384 = bytes.fromhex("300a06082a8648ce3d040303")
+    relabelled = _with_outer_algorithm(vcek, ecdsa_with_sha384)
+    assert x509.load_der_x509_certificate(relabelled).tbs_certificate_bytes == (
+        x509.load_der_x509_certificate(vcek).tbs_certificate_bytes
+    )
+    with pytest.raises(CertificateChainError) as excinfo:
+        _verify(report, relabelled, when)
+    assert excinfo.value.step == "vcek signature algorithm"
+    _, record = _verify(report, _with_outer_algorithm(vcek, _outer_algorithm(vcek)), when)
+    assert record.ok  # the helper itself changes nothing else
+
+
+def _outer_algorithm(vcek: bytes) -> bytes:
+    from sealgate.client.verify.der import certificate_signature_algorithms
+
+    return certificate_signature_algorithms(vcek)[1]
+
+
+@pytest.mark.parametrize(
+    "offset",
+    [0x330, 0x3FF, 0x49F, 0x2A0 + 48, 0x2E8 + 71],
+    ids=["reserved-first", "reserved-middle", "reserved-last", "r-above-48-bytes", "s-top-byte"],
+)
+def test_nonzero_bytes_outside_r_and_s_are_refused(genoa, offset):
+    """SEV-SNP ABI "Signature Format": 48-byte R and S zero-extended to 72 bytes, then reserved."""
+    report, vcek, when = genoa
+    tampered = bytearray(report)
+    tampered[offset] ^= 0x01
+    with pytest.raises(EvidenceFormatError) as excinfo:
+        _verify(bytes(tampered), vcek, when)
+    assert excinfo.value.step == "report format"
 
 
 def test_swapped_vcek_is_refused(genoa, vectors):
