@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         DecryptionFailed,
         EncoderStateError,
         FrameTooLarge,
+        InvalidNonceProof,
         MalformedAttestationDocument,
         MalformedEncapsulation,
         MalformedKeyConfig,
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from .hpke import PrivateKey
     from .keyconfig import KeyConfig, decode_key_configs, encode_key_configs, fingerprint_of
     from .modes import EHBP, SEALGATE, Mode, mode_of_headers
+    from .nonce_batch import NonceBatch, NonceProof
     from .problem import PROBLEMS, Problem, ProblemType
     from .request import RequestDecoder, RequestEncoder, parse_hex_header
     from .response import ResponseDecoder, ResponseEncoder
@@ -49,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     "DecryptionFailed": "errors",
     "EncoderStateError": "errors",
     "FrameTooLarge": "errors",
+    "InvalidNonceProof": "errors",
     "MalformedAttestationDocument": "errors",
     "MalformedEncapsulation": "errors",
     "MalformedKeyConfig": "errors",
@@ -70,6 +73,8 @@ _EXPORTS: dict[str, str] = {
     "SEALGATE": "modes",
     "Mode": "modes",
     "mode_of_headers": "modes",
+    "NonceBatch": "nonce_batch",
+    "NonceProof": "nonce_batch",
     "PROBLEMS": "problem",
     "Problem": "problem",
     "ProblemType": "problem",
@@ -87,12 +92,15 @@ __all__ = [
     "EncoderStateError",
     "FrameReader",
     "FrameTooLarge",
+    "InvalidNonceProof",
     "KeyConfig",
     "MalformedAttestationDocument",
     "MalformedEncapsulation",
     "MalformedKeyConfig",
     "MalformedProblem",
     "Mode",
+    "NonceBatch",
+    "NonceProof",
     "PROBLEMS",
     "PrivateKey",
     "Problem",

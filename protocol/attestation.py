@@ -1,4 +1,4 @@
-"""The attestation document (JSON, ``sealgate-attestation/v1``) an enclave serves.
+"""The attestation document (JSON, ``sealgate-attestation/v1`` or ``/v2``) an enclave serves.
 
 It carries the published keys, the nonce and TLS key hash that went into report_data,
 the platform's evidence and the collateral to verify it offline. Nothing in it is
@@ -9,6 +9,12 @@ When the client supplies no nonce, the enclave binds a timestamp instead
 (``sealgate-time:<unix seconds>``), so that a cached document's age is signed too.
 That clock is the guest's, which the host can influence: a fresh client nonce is
 the stronger freshness proof.
+
+Fresh nonces are batched (:mod:`~sealgate.protocol.nonce_batch`): when several
+clients' nonces share one report, ``nonce`` is the batch's bound nonce and the
+document is ``sealgate-attestation/v2``, which is v1 plus a ``nonce_proof`` object
+(the client's nonce, leaf index, batch size and audit path). Documents without a
+proof (time nonces, a batch of one) stay v1, byte for byte.
 """
 
 from __future__ import annotations
@@ -21,12 +27,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .binding import report_data
-from .errors import MalformedAttestationDocument
+from .errors import InvalidNonceProof, MalformedAttestationDocument
 from .keyconfig import KeyConfig, decode_key_configs
+from .nonce_batch import NonceProof
 
-__all__ = ["AttestationDocument", "DOCUMENT_FORMAT", "time_nonce", "parse_time_nonce"]
+__all__ = [
+    "AttestationDocument",
+    "DOCUMENT_FORMAT",
+    "BATCH_DOCUMENT_FORMAT",
+    "time_nonce",
+    "parse_time_nonce",
+]
 
+#: Documents whose nonce is bound directly (a client nonce or a time nonce).
 DOCUMENT_FORMAT = "sealgate-attestation/v1"
+#: Documents whose nonce is a batch root, with the client's inclusion proof.
+BATCH_DOCUMENT_FORMAT = "sealgate-attestation/v2"
 MEDIA_TYPE = "application/json"
 _TIME_PREFIX = b"sealgate-time:"
 MAX_DOCUMENT_BYTES = 256 * 1024
@@ -80,6 +96,13 @@ class AttestationDocument:
     tls_key_hash: bytes | None = None
     collateral: Mapping[str, bytes] = field(default_factory=dict)
     info: Mapping[str, str] = field(default_factory=dict)
+    #: Set when ``nonce`` is a batch root: the proof that the client's nonce is in the batch.
+    nonce_proof: NonceProof | None = None
+
+    @property
+    def version(self) -> str:
+        """The format version this document is serialized as."""
+        return DOCUMENT_FORMAT if self.nonce_proof is None else BATCH_DOCUMENT_FORMAT
 
     @property
     def keys(self) -> tuple[KeyConfig, ...]:
@@ -97,8 +120,8 @@ class AttestationDocument:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
-        return {
-            "format": DOCUMENT_FORMAT,
+        body: dict[str, Any] = {
+            "format": self.version,
             "platform": self.platform,
             "key_configs": _b64(self.key_configs),
             "nonce": self.nonce.hex(),
@@ -107,6 +130,9 @@ class AttestationDocument:
             "collateral": {name: _b64(value) for name, value in sorted(self.collateral.items())},
             "info": dict(self.info),
         }
+        if self.nonce_proof is not None:
+            body["nonce_proof"] = self.nonce_proof.to_dict()
+        return body
 
     def to_json(self) -> bytes:
         """Serialize to UTF-8 JSON."""
@@ -117,9 +143,16 @@ class AttestationDocument:
         """Validate and decode a parsed JSON object."""
         if not isinstance(body, dict):
             raise MalformedAttestationDocument("attestation document must be a JSON object")
-        if body.get("format") != DOCUMENT_FORMAT:
+        version = body.get("format")
+        if version not in (DOCUMENT_FORMAT, BATCH_DOCUMENT_FORMAT):
             raise MalformedAttestationDocument(
-                f"unsupported document format {body.get('format')!r}; expected {DOCUMENT_FORMAT}"
+                f"unsupported document format {version!r}; expected {DOCUMENT_FORMAT} or "
+                f"{BATCH_DOCUMENT_FORMAT} (upgrade the sealgate client if newer)"
+            )
+        batched = version == BATCH_DOCUMENT_FORMAT
+        if batched != ("nonce_proof" in body):
+            raise MalformedAttestationDocument(
+                f"a {BATCH_DOCUMENT_FORMAT} document, and only one, carries 'nonce_proof'"
             )
         platform = body.get("platform")
         if not isinstance(platform, str) or not platform:
@@ -139,7 +172,13 @@ class AttestationDocument:
             tls_key_hash=None if tls is None else _unhex(tls, "tls_key_hash"),
             collateral={str(k): _unb64(v, f"collateral.{k}") for k, v in collateral.items()},
             info={str(k): v for k, v in info.items()},
+            nonce_proof=NonceProof.from_dict(body["nonce_proof"]) if batched else None,
         )
+        if (
+            document.nonce_proof is not None
+            and document.nonce_proof.bound_nonce() != document.nonce
+        ):
+            raise InvalidNonceProof("'nonce_proof' does not lead to the document's bound 'nonce'")
         if document.tls_key_hash is not None and len(document.tls_key_hash) != 32:
             raise MalformedAttestationDocument("'tls_key_hash' must be 32 bytes")
         document.keys  # noqa: B018 - validate the key list once, at the edge

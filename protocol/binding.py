@@ -3,9 +3,14 @@
 ::
 
     report_data = SHA-512( lp("sealgate attestation v1")
-                        || lp(client nonce)                    # may be empty
+                        || lp(nonce)                           # may be empty
                         || lp(SHA-256(application/ohttp-keys list))
                         || lp(SHA-256(TLS public key) or 32 zero bytes) )
+
+The nonce field holds one of three kinds of value, told apart by length and prefix:
+a client's 32-byte nonce, a time nonce ``sealgate-time:<unix seconds>`` (at most 26
+bytes), or a nonce batch's ``sealgate-batch:`` || root (47 bytes, see
+:mod:`~sealgate.protocol.nonce_batch`), which binds many clients' nonces at once.
 
 ``lp(x)`` is ``uint16-be(len(x)) || x``, so no two inputs share an encoding. SEV-SNP
 and TDX both carry exactly 64 bytes of report_data, which SHA-512 fills. A client

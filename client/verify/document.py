@@ -3,7 +3,8 @@
 Steps, each recorded in the :class:`Verification`: platform allowed; the platform's
 evidence (signatures, certificate chains — by the platform verifier); report_data
 equals the binding of the document's keys, nonce and TLS key hash; the measurement
-matches the policy; freshness (nonce or signed age); the keys are usable.
+matches the policy; freshness (the client's nonce, bound directly or through a nonce
+batch's Merkle root, or the signed age); the keys are usable.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hmac
 import time
 
 from sealgate.protocol.attestation import AttestationDocument, parse_time_nonce
-from sealgate.protocol.errors import ProtocolError
+from sealgate.protocol.errors import InvalidNonceProof, ProtocolError
 from sealgate.protocol.keyconfig import KeyConfig
 
 from ..errors import BindingError, MeasurementMismatch, StaleEvidence
@@ -131,14 +132,7 @@ def _check_freshness(
     now: float,
 ) -> None:
     if nonce is not None:
-        record.check(
-            "fresh nonce",
-            hmac.compare_digest(document.nonce, nonce),
-            "the evidence binds the nonce this client just sent",
-            expected=nonce.hex(),
-            actual=document.nonce.hex(),
-            error=StaleEvidence,
-        )
+        _check_nonce(record, document, nonce)
         return
     if policy.require_fresh_nonce:
         raise record.fail(
@@ -168,5 +162,46 @@ def _check_freshness(
         f"evidence signed {age:.0f}s ago (guest clock; the host can skew it)",
         expected=f"age <= {policy.max_age:g}s",
         actual=f"{age:.0f}s",
+        error=StaleEvidence,
+    )
+
+
+def _check_nonce(record: Verification, document: AttestationDocument, nonce: bytes) -> None:
+    """The bound nonce is this client's nonce, or a batch root its inclusion proof leads to.
+
+    The report_data step already showed that the evidence binds ``document.nonce``;
+    for a batch, the root is recomputed here from the nonce this client sent (never
+    the copy in the proof), so only a batch that really held it can match.
+    """
+    proof = document.nonce_proof
+    if proof is None:
+        record.check(
+            "fresh nonce",
+            hmac.compare_digest(document.nonce, nonce),
+            "the evidence binds the nonce this client just sent",
+            expected=nonce.hex(),
+            actual=document.nonce.hex(),
+            error=StaleEvidence,
+        )
+        return
+    try:
+        recomputed = proof.bound_nonce(nonce)
+    except InvalidNonceProof as exc:
+        raise record.fail(
+            "fresh nonce",
+            f"the nonce batch proof is unusable: {exc.message}",
+            expected=nonce.hex(),
+            actual=proof.nonce.hex(),
+            error=StaleEvidence,
+        ) from None
+    record.check(
+        "fresh nonce",
+        hmac.compare_digest(recomputed, document.nonce),
+        f"the evidence binds a batch of {proof.size} nonces whose Merkle root, recomputed from "
+        f"the nonce this client just sent (leaf {proof.index}), is the bound one",
+        failure="the nonce batch proof does not lead from the nonce this client just sent to "
+        "the root the evidence binds (a replayed document, or another client's batch)",
+        expected=recomputed.hex(),
+        actual=document.nonce.hex(),
         error=StaleEvidence,
     )
