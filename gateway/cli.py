@@ -41,8 +41,41 @@ __all__ = ["gateway"]
 )
 @click.option("--max-body-bytes", default=64 * 1024 * 1024, show_default=True, type=int)
 @click.option("--max-connections", default=10_000, show_default=True, type=int)
-@click.option("--header-timeout", default=15.0, show_default=True, type=float)
-@click.option("--body-timeout", default=30.0, show_default=True, type=float)
+@click.option(
+    "--header-timeout",
+    default=15.0,
+    show_default=True,
+    type=float,
+    help="Seconds to receive a whole request head (a total deadline, not an idle timeout).",
+)
+@click.option(
+    "--body-timeout",
+    default=30.0,
+    show_default=True,
+    type=float,
+    help="Seconds without request body bytes before 408; also the body rate's grace period.",
+)
+@click.option(
+    "--body-min-rate",
+    default=4096.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Bytes/s a request body must average after --body-timeout, else 408 (0: off).",
+)
+@click.option(
+    "--nonce-rate",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Fresh-nonce attestation requests per second per client address (0: no limit).",
+)
+@click.option(
+    "--nonce-burst",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Fresh-nonce attestation requests a client address may make at once.",
+)
 @click.option("--poll-interval", default=1.0, show_default=True, type=float)
 @click.option("--discovery-interval", default=5.0, show_default=True, type=float)
 @click.option("--drain-timeout", default=30.0, show_default=True, type=float)
@@ -59,6 +92,9 @@ def gateway(
     max_connections: int,
     header_timeout: float,
     body_timeout: float,
+    body_min_rate: float,
+    nonce_rate: float,
+    nonce_burst: int,
     poll_interval: float,
     discovery_interval: float,
     drain_timeout: float,
@@ -90,6 +126,9 @@ def gateway(
         max_connections=max_connections,
         header_timeout=header_timeout,
         body_timeout=body_timeout,
+        body_min_rate=body_min_rate,
+        nonce_rate=nonce_rate,
+        nonce_burst=nonce_burst,
         poll_interval=poll_interval,
         discovery_interval=discovery_interval,
         drain_timeout=drain_timeout,

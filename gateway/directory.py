@@ -3,7 +3,8 @@
 Per enclave: an id, its key fingerprints, the latest attestation document it
 published (verbatim) and a load hint. The gateway is not trusted: a client
 verifies every document and uses only keys bound in verified evidence; the load
-hint can only change which verified enclave it picks.
+hint can only change which verified enclave it picks. ``primary`` names the enclave
+that answers ``/.well-known/hpke-keys`` for clients without a key id (EHBP).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def fleet_document(fleet: Fleet) -> bytes:
         )
     body = {
         "format": FLEET_FORMAT,
+        "primary": fleet.primary_id,
         "version": fleet.version,
         "generated_at": int(time.time()),
         "enclaves": enclaves,

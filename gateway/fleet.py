@@ -4,6 +4,14 @@ Everything here is public metadata (URLs, key fingerprints, health, the attestat
 documents the enclaves published). Nothing can decrypt. A circuit breaker takes an
 enclave out of rotation after a failure and lets it back after a successful probe,
 with exponential backoff between probes.
+
+Clients that send no key id (EHBP clients such as Tinfoil's) fetch one key from
+``/.well-known/hpke-keys`` and seal every request to it; nothing in such a request
+says which key it was sealed to (``Ehbp-Encapsulated-Key`` is the client's ephemeral
+share). So one *primary* enclave answers key discovery and receives those requests:
+the healthy member with the lowest id, kept until it goes unhealthy or leaves, then
+again the lowest id, so replicas with the same view of health agree. Members that
+were primary before are offered first when such a request has to be tried elsewhere.
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ class Route:
 
 
 _UNKNOWN = Route(RouteStatus.UNKNOWN_KEY)
+_FORMER_PRIMARIES = 8  # how many former primaries are remembered
 
 
 class Fleet:
@@ -77,6 +86,8 @@ class Fleet:
     ) -> None:
         self.members: dict[str, Member] = {}
         self._by_key: dict[str, Member] = {}
+        self._primary: Member | None = None
+        self._former_primaries: list[str] = []  # URLs, most recent first
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
         self._clock = clock
@@ -141,8 +152,50 @@ class Fleet:
             return Route(RouteStatus.DOWN, member, wait)
         return member.ok_route
 
+    def primary(self) -> Route:
+        """The member answering key discovery and requests sealed without a key id."""
+        member = self._primary
+        if member is None or not member.healthy or self.members.get(member.url) is not member:
+            member = self._choose_primary()
+            if member is None:
+                return Route(RouteStatus.DOWN, None, 1)
+        return member.ok_route
+
+    def _choose_primary(self) -> Member | None:
+        healthy = [m for m in self.members.values() if m.healthy]
+        if not healthy:
+            return None
+        chosen = min(healthy, key=lambda m: m.id)
+        old = self._primary
+        if old is not None:
+            former = [old.url] + [u for u in self._former_primaries if u != old.url]
+            self._former_primaries = former[:_FORMER_PRIMARIES]
+        self._primary = chosen
+        self.version += 1
+        return chosen
+
+    @property
+    def primary_id(self) -> str | None:
+        """The current primary's id (None while no member is healthy)."""
+        route = self.primary()
+        return route.member.id if route.member is not None else None
+
+    def fallback(self, tried: Iterable[Member]) -> Member | None:
+        """Where to offer a request without key id that the members in ``tried`` refused.
+
+        Former primaries first (most recent first: clients may still hold their keys),
+        then the least busy of the rest; None when every healthy member was tried.
+        """
+        skip = {m.url for m in tried}
+        candidates = [m for m in self.members.values() if m.healthy and m.url not in skip]
+        if not candidates:
+            return None
+        rank = {url: i for i, url in enumerate(self._former_primaries)}
+        last = len(rank)
+        return min(candidates, key=lambda m: (rank.get(m.url, last), m.in_flight, m.id))
+
     def any_healthy(self) -> Route:
-        """A healthy member for requests without a key id: random among the least loaded."""
+        """A healthy member for plaintext requests: random among the least loaded."""
         healthy = [m for m in self.members.values() if m.healthy]
         if not healthy:
             return Route(RouteStatus.DOWN, None, 1)

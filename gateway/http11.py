@@ -19,6 +19,7 @@ REASONS = {
     408: b"Request Timeout",
     413: b"Content Too Large",
     421: b"Misdirected Request",
+    429: b"Too Many Requests",
     431: b"Request Header Fields Too Large",
     502: b"Bad Gateway",
     503: b"Service Unavailable",

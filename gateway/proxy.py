@@ -12,6 +12,12 @@ What it does to a request:
 * parse the head (limits: size, time), pick the enclave by ``Sealgate-Key-Id``;
   unknown key -> 421, enclave down or unreachable -> 503 *before any byte was
   forwarded*, so the client may re-encrypt to another enclave;
+* requests without a key id that are EHBP-sealed, and key discovery under
+  ``/.well-known/``, go to the fleet's primary enclave (EHBP clients seal to the key
+  it published). While the first enclave decides, the gateway keeps a copy of such a
+  request (bounded) and holds back the response head: if the enclave refuses it with
+  EHBP's key-config 422 - sent before anything reached the engine - the copy is
+  replayed on another enclave, else the response passes through as usual;
 * forward the head (minus hop-by-hop headers) and the body as it arrives, with
   backpressure both ways (a full socket buffer pauses reading the other side);
 * pass the enclave's response through byte for byte - status line, headers, body,
@@ -26,10 +32,14 @@ import asyncio
 import collections
 import json
 import logging
+import math
 import time
 from typing import TYPE_CHECKING, cast
 
 import httptools
+from sealgate.protocol.errors import ProtocolError
+from sealgate.protocol.modes import EHBP
+from sealgate.protocol.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
 from sealgate.protocol.problem import PROBLEMS, Problem
 
 from .fleet import Member, RouteStatus
@@ -41,11 +51,19 @@ if TYPE_CHECKING:
 __all__ = ["ClientConnection", "UpstreamConnection", "UpstreamPool"]
 
 log = logging.getLogger("sealgate.gateway.access")
+routing_log = logging.getLogger("sealgate.gateway.routing")
 
 KEY_ID_HEADER = b"sealgate-key-id"
-_SPECIAL = HOP_BY_HOP | {KEY_ID_HEADER}
+EHBP_KEY_HEADER = EHBP.encapsulated_key_header.lower().encode()
+_EHBP_NONCE_HEADER = EHBP.response_nonce_header.lower().encode()
+_SPECIAL = HOP_BY_HOP | {KEY_ID_HEADER, EHBP_KEY_HEADER}
+_WELL_KNOWN = b"/.well-known/"
+_MAX_HELD_RESPONSE = 64 * 1024  # a key-config problem document is far smaller
+_PROBLEM_TYPE = PROBLEM_MEDIA_TYPE.encode()
 _HIGH_WATER = 256 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: Connection options that name no field the data plane forwards (RFC 9112 9.3, 9.6).
+_CONNECTION_OPTIONS = HOP_BY_HOP | {b"close", b""}
 
 
 class UpstreamPool:
@@ -170,6 +188,7 @@ class Exchange:
     """One request/response through the gateway."""
 
     __slots__ = (
+        "body_started",
         "bytes_forwarded",
         "cancelled",
         "chunked",
@@ -177,9 +196,13 @@ class Exchange:
         "close_after",
         "done_request",
         "done_response",
+        "ehbp",
+        "expect_continue",
         "finished",
         "has_body",
         "headers",
+        "held",
+        "held_back_base",
         "key_id",
         "last_activity",
         "local",
@@ -189,11 +212,13 @@ class Exchange:
         "pending",
         "pending_size",
         "prepared",
+        "replay",
         "request_bytes",
         "response_bytes",
         "running",
         "started_at",
         "status",
+        "tried",
         "upstream",
         "url",
     )
@@ -218,6 +243,10 @@ class Exchange:
         self.done_request = False
         self.done_response = False
         self.close_after = False
+        self.ehbp = False  # sealed in EHBP mode (it names no key)
+        self.replay: bytearray | None = None  # everything sent upstream, while replayable
+        self.held: bytearray | None = None  # response bytes not yet released to the client
+        self.tried: list[Member] = []  # enclaves that refused it with a key-config 422
         self.bytes_forwarded = 0
         self.request_bytes = 0
         self.response_bytes = 0
@@ -225,6 +254,9 @@ class Exchange:
         self.outcome = ""
         self.started_at = time.perf_counter()
         self.last_activity = client.gateway.now
+        self.expect_continue = False
+        self.body_started = 0.0  # when it became the active exchange (monotonic)
+        self.held_back_base = 0.0  # the connection's held_back() at that moment
 
     # -- request side -----------------------------------------------------------------
     def prepare(self, parser: httptools.HttpRequestParser) -> None:
@@ -235,7 +267,15 @@ class Exchange:
         if parser.get_http_version() != "1.1":
             self.refuse(PROBLEMS.HTTP_VERSION("send HTTP/1.1 requests"), "bad_request", close=True)
             return
+        if parser.should_upgrade():  # Upgrade or CONNECT: refused before anything is forwarded
+            self.refuse(
+                PROBLEMS.MALFORMED_REQUEST("protocol upgrades are not supported"),
+                "bad_request",
+                close=True,
+            )
+            return
         content_length = 0
+        nominated: set[bytes] | None = None  # field names listed in Connection
         forwarded: list[bytes] = [self.method + b" " + self.url + b" HTTP/1.1\r\n"]
         for name, value in self.headers:
             lname = name.lower()
@@ -259,9 +299,18 @@ class Exchange:
             elif lname == b"transfer-encoding":
                 self.chunked = b"chunked" in value.lower()
             elif lname == b"expect" and value.lower() == b"100-continue":
-                self.client.write(_CONTINUE)
+                self.expect_continue = True  # answered in start(), at the pipeline's head
+            elif lname == b"connection":
+                nominated = nominated or set()
+                nominated.update(token.strip().lower() for token in value.split(b","))
+            elif lname == EHBP_KEY_HEADER:
+                self.ehbp = True
             if lname not in HOP_BY_HOP:
                 forwarded.append(name + b": " + value + b"\r\n")
+        if nominated and not nominated <= _CONNECTION_OPTIONS:
+            # RFC 9110 7.6.1: fields the client named in Connection are for this hop only.
+            drop = nominated - {b"host"}
+            forwarded[1:] = [f for f in forwarded[1:] if f.split(b":", 1)[0].lower() not in drop]
         self.has_body = self.chunked or content_length != 0
         if content_length > gateway.config.max_body_bytes:
             limit = gateway.config.max_body_bytes
@@ -283,7 +332,25 @@ class Exchange:
             self.status = int(self.local[9:12])
             self.outcome = "local"
             return
-        route = gateway.fleet.route(self.key_id) if self.key_id else gateway.fleet.any_healthy()
+        if b"?" in self.url:
+            wait = gateway.nonce_wait(self.url, self.client.peer_host)
+            if wait:
+                self.refuse(
+                    PROBLEMS.RATE_LIMITED(
+                        "too many fresh-nonce attestation requests from this address; "
+                        "retry after the Retry-After delay or use the cached document"
+                    ),
+                    "rate_limited",
+                    retry_after=max(1, math.ceil(wait)),
+                )
+                return
+        fleet = gateway.fleet
+        if self.key_id:
+            route = fleet.route(self.key_id)
+        elif self.ehbp or path.startswith(_WELL_KNOWN):
+            route = fleet.primary()  # key discovery, and requests sealed to the key it gave
+        else:
+            route = fleet.any_healthy()
         if route.status == RouteStatus.UNKNOWN_KEY:
             self.refuse(
                 PROBLEMS.UNKNOWN_KEY(
@@ -303,7 +370,17 @@ class Exchange:
                 retry_after=route.retry_after,
             )
             return
-        self.pending.append(b"".join(forwarded))
+        head = b"".join(forwarded)
+        self.pending.append(head)
+        config = gateway.config
+        if (
+            self.ehbp
+            and not self.key_id
+            and config.ehbp_max_attempts > 1
+            and (self.chunked or 0 < content_length <= config.ehbp_replay_bytes)
+        ):
+            self.replay = bytearray(head)
+            self.held = bytearray()
 
     def refuse(
         self, problem: Problem, outcome: str, *, close: bool = False, retry_after: int | None = None
@@ -343,6 +420,12 @@ class Exchange:
             self.finish()
 
     def send_upstream(self, data: bytes) -> None:
+        replay = self.replay
+        if replay is not None:
+            if self.request_bytes > self.client.gateway.config.ehbp_replay_bytes:
+                self.replay = None  # too large to keep a copy of: it goes to one enclave
+            else:
+                replay.extend(data)
         upstream = self.upstream
         if upstream is None:
             self.pending.append(data)
@@ -363,9 +446,16 @@ class Exchange:
             self.client.write(self.local)
             self.response_finished()
             return
+        client = self.client
+        self.body_started = now = time.monotonic()
+        self.held_back_base = client.held_back(now)
+        if self.expect_continue and not self.done_request and not self.request_bytes:
+            # Only now: every earlier response on this connection is complete, so the
+            # interim response cannot land inside one of them (RFC 9110 10.1.1, 15.2.1).
+            client.write(_CONTINUE)
         member = self.member
         assert member is not None
-        upstream = self.client.gateway.pool.take(member)
+        upstream = client.gateway.pool.take(member)
         if upstream is not None:
             self.attach(upstream)
         else:
@@ -415,11 +505,68 @@ class Exchange:
 
     # -- response side -----------------------------------------------------------------
     def upstream_data(self, data: bytes) -> None:
-        self.response_bytes += len(data)
         self.last_activity = self.client.gateway.now
-        self.client.write(data)
+        held = self.held
+        if held is None:
+            self.response_bytes += len(data)
+            self.client.write(data)
+            return
+        # A replayable request: hold the response until it cannot be a key-config
+        # refusal. Any status but 422 is released at once, so streams are not delayed.
+        held.extend(data)
+        if (len(held) >= 12 and held[9:12] != b"422") or len(held) > _MAX_HELD_RESPONSE:
+            self.release()
+
+    def release(self) -> None:
+        """Pass the held response on; from now on this request cannot be replayed."""
+        held = self.held or b""
+        self.held = None
+        self.replay = None
+        self.response_bytes += len(held)
+        self.client.write(bytes(held))
+
+    def replay_elsewhere(self) -> bool:
+        """The whole held response is in: replay the request if it was a key-config refusal.
+
+        That 422 is the enclave saying none of its keys opens the first frame, sent before
+        anything reached the engine, so another enclave may hold the key the client used.
+        False when the held response goes to the client instead.
+        """
+        held, member = self.held, self.member
+        assert held is not None and member is not None
+        gateway = self.client.gateway
+        self.tried.append(member)
+        candidate = None
+        if (
+            self.replay is not None
+            and len(self.tried) < gateway.config.ehbp_max_attempts
+            and _is_key_config_refusal(bytes(held))
+        ):
+            candidate = gateway.fleet.fallback(self.tried)
+        if candidate is None or self.replay is None:
+            self.release()
+            return False
+        routing_log.info(
+            "enclave %s holds no key for an EHBP request; replaying it on %s",
+            member.id,
+            candidate.id,
+        )
+        self.detach(reuse=self.done_request)
+        self.member = candidate
+        self.status = 0
+        self.held = bytearray()
+        self.pending = [bytes(self.replay)]
+        self.pending_size = len(self.replay)
+        upstream = gateway.pool.take(candidate)
+        if upstream is not None:
+            self.attach(upstream)
+        else:
+            asyncio.get_running_loop().create_task(self.connect(candidate))
+        return True
 
     def upstream_complete(self) -> None:
+        if self.held is not None and self.replay_elsewhere():
+            return
         self.done_response = True
         if not self.outcome:
             self.outcome = "ok"
@@ -502,8 +649,13 @@ class ClientConnection(asyncio.Protocol):
         self.head_bytes = 0
         self.in_head = False
         self.closed = False
+        self.failed = False  # a request could not be read: parse nothing more
         self.reading_paused = False
-        self.last_activity = gateway.now
+        self.paused_at = 0.0
+        self.paused_total = 0.0  # seconds reading was paused by the gateway, before paused_at
+        # When the next request head must be complete (header_timeout is a total deadline,
+        # not an idle timeout: dripping bytes does not extend it).
+        self.head_deadline = time.monotonic() + gateway.config.header_timeout
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -534,18 +686,27 @@ class ClientConnection(asyncio.Protocol):
         self.queue.clear()
 
     def data_received(self, data: bytes) -> None:
-        self.last_activity = self.gateway.now
-        if self.parsing is None or self.in_head:
-            self.head_bytes += len(data)
-            if self.head_bytes > self.gateway.config.max_header_bytes:
-                self._reject(PROBLEMS.HEADERS_TOO_LARGE("request head is too large"))
-                return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._reject(PROBLEMS.MALFORMED_REQUEST("protocol upgrades are not supported"))
-        except httptools.HttpParserError as exc:
-            self._reject(PROBLEMS.MALFORMED_REQUEST(f"malformed HTTP request: {exc}"))
+        limit = self.gateway.config.max_header_bytes
+        while data and not self.failed:  # nothing after an unreadable request is parsed
+            if self.parsing is None or self.in_head:
+                # Only bytes that can still be head count against its limit: what follows
+                # a complete head in the same read is its body (or the next request).
+                room = limit - self.head_bytes
+                if room <= 0:
+                    self._reject(PROBLEMS.HEADERS_TOO_LARGE("request head is too large"))
+                    return
+                piece, data = data[:room], data[room:]
+                self.head_bytes += len(piece)
+            else:
+                piece, data = data, b""
+            try:
+                self.parser.feed_data(piece)
+            except httptools.HttpParserUpgrade:
+                # prepare() refused the request; what follows it is not HTTP/1.1: it is read
+                # and dropped until the refusal is sent and the connection closes.
+                self.failed = True
+            except httptools.HttpParserError as exc:
+                self._reject(PROBLEMS.MALFORMED_REQUEST(f"malformed HTTP request: {exc}"))
 
     def pause_writing(self) -> None:
         head = self.queue[0] if self.queue else None
@@ -559,6 +720,8 @@ class ClientConnection(asyncio.Protocol):
 
     # -- httptools callbacks -----------------------------------------------------------
     def on_message_begin(self) -> None:
+        if self.queue:  # pipelined behind a response in flight: its own deadline from now
+            self.head_deadline = time.monotonic() + self.gateway.config.header_timeout
         self.parsing = Exchange(self)
         self.in_head = True
         self.queue.append(self.parsing)
@@ -601,8 +764,11 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.queue and self.queue[0].prepared:
             self.queue[0].start()  # a pipelined request waiting its turn
-        elif not self.queue and self.gateway.draining:
-            self.close()
+        elif not self.queue:
+            if self.gateway.draining:
+                self.close()
+            elif not self.in_head:  # idle keep-alive: the next head is due from now
+                self.head_deadline = time.monotonic() + self.gateway.config.header_timeout
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
@@ -611,21 +777,59 @@ class ClientConnection(asyncio.Protocol):
     def pause_reading(self) -> None:
         if not self.reading_paused and self.transport is not None and not self.closed:
             self.reading_paused = True
+            self.paused_at = time.monotonic()
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
         if self.reading_paused and self.transport is not None and not self.closed:
             self.reading_paused = False
+            self.paused_total += time.monotonic() - self.paused_at
+            if self.parsing is not None:  # the client was not idle while held back
+                self.parsing.last_activity = self.gateway.now
             self.transport.resume_reading()
 
-    def _reject(self, problem: Problem) -> None:
-        self.gateway.metrics.record("-", "bad_request", 0.0)
-        for exchange in self.queue:
-            if exchange.upstream is not None:
-                exchange.detach(reuse=False)
-        self.queue.clear()
-        self.write(problem_response(problem, close=True))
-        self.close()
+    def held_back(self, now: float) -> float:
+        """Seconds the gateway has kept this connection from reading (backpressure)."""
+        if self.reading_paused:
+            return self.paused_total + now - self.paused_at
+        return self.paused_total
+
+    def peer_host(self) -> str:
+        """The client's address, as the per-source limits count it."""
+        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+        return str(peer[0]) if isinstance(peer, tuple) and peer else "-"
+
+    def _reject(self, problem: Problem, outcome: str = "bad_request") -> None:
+        """The request being read cannot go on: answer ``problem`` in its turn, then close.
+
+        The responses to requests pipelined before it are still delivered first; nothing
+        after it is parsed. If it was already being forwarded, that upstream hop is cut.
+        """
+        self.failed = True
+        self.in_head = False
+        # Keep reading (and dropping) what the client still sends: closing a socket with
+        # unread data resets it, and the client could lose the answer.
+        self.resume_reading()
+        exchange = self.parsing
+        self.parsing = None
+        if exchange is None or exchange.finished:
+            exchange = Exchange(self)
+            self.queue.append(exchange)
+        exchange.prepared = True
+        exchange.cancelled = True  # a connect in flight must not attach any more
+        exchange.pending.clear()
+        exchange.pending_size = 0
+        if exchange.upstream is not None:
+            if exchange.response_bytes:  # its response already started: all we can do is cut
+                exchange.abort(f"request failed after the response began: {problem.detail}")
+                return
+            exchange.detach(reuse=False)
+        exchange.refuse(problem, outcome, close=True)
+        if exchange.running:
+            self.write(exchange.local or b"")
+            exchange.response_finished()
+        elif self.queue[0] is exchange:
+            exchange.start()
 
     def close(self) -> None:
         if not self.closed:
@@ -640,25 +844,69 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.abort()
 
     def check_timeouts(self, now: float) -> None:
-        """Called by the gateway's sweep about once a second."""
-        config = self.gateway.config
-        head = self.queue[0] if self.queue else None
-        if head is None or self.in_head:
-            if now - self.last_activity > config.header_timeout:
-                if self.in_head or self.head_bytes:
-                    self._reject(
-                        PROBLEMS.REQUEST_TIMEOUT("the request head was not received in time")
-                    )
-                else:
-                    self.close()  # idle keep-alive connection
+        """Called by the gateway's sweep about twice a second."""
+        if self.closed:
             return
-        if not head.done_request and now - head.last_activity > config.body_timeout:
-            if head.upstream is not None:
-                head.abort("request body stalled after forwarding began")
-            else:
-                self._reject(PROBLEMS.REQUEST_TIMEOUT("the request body was not received in time"))
+        config = self.gateway.config
+        if (self.in_head or not self.queue) and not self.failed and now > self.head_deadline:
+            if not (self.in_head or self.head_bytes):
+                self.close()  # idle keep-alive connection
+                return
+            self._reject(
+                PROBLEMS.REQUEST_TIMEOUT(
+                    f"the request head was not complete within {config.header_timeout:g} "
+                    "seconds; send the whole head at once"
+                ),
+                "timeout",
+            )
+        head = self.queue[0] if self.queue else None
+        if head is None or not head.running or head.finished:
+            return
+        if not head.done_request:
+            problem = self._body_too_slow(head, now)
+            if problem is not None:
+                self._reject(problem, "timeout")
         elif head.upstream is not None and now - head.last_activity > config.upstream_idle_timeout:
             head.abort("enclave stopped responding")
+
+    def _body_too_slow(self, exchange: Exchange, now: float) -> Problem | None:
+        """Why the body of ``exchange`` is overdue, or None. Time held back is not counted."""
+        config = self.gateway.config
+        if not self.reading_paused and now - exchange.last_activity > config.body_timeout:
+            return PROBLEMS.REQUEST_TIMEOUT(
+                f"no request body data for {config.body_timeout:g} seconds"
+            )
+        if config.body_min_rate <= 0:
+            return None
+        active = now - exchange.body_started - (self.held_back(now) - exchange.held_back_base)
+        if active > config.body_timeout + exchange.request_bytes / config.body_min_rate:
+            return PROBLEMS.REQUEST_TIMEOUT(
+                f"the request body is arriving slower than {config.body_min_rate:g} bytes/s"
+            )
+        return None
+
+
+def _is_key_config_refusal(response: bytes) -> bool:
+    """Is ``response`` (complete, raw) an enclave's plaintext EHBP key-config 422?
+
+    A sealed response carries a response nonce: it came from past the point where the
+    enclave opened the request, so it is never taken for a refusal.
+    """
+    head, separator, body = response.partition(b"\r\n\r\n")
+    if not separator or head[9:13] != b"422 ":
+        return False
+    fields: dict[bytes, bytes] = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        fields.setdefault(name.strip().lower(), value.strip())
+    if _EHBP_NONCE_HEADER in fields or b"transfer-encoding" in fields:
+        return False
+    if fields.get(b"content-type", b"").split(b";")[0].strip().lower() != _PROBLEM_TYPE:
+        return False
+    try:
+        return Problem.from_bytes(body).is_(PROBLEMS.KEY_CONFIG)
+    except ProtocolError:
+        return False
 
 
 def access_record(exchange: Exchange) -> dict[str, object]:

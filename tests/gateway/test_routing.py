@@ -25,6 +25,24 @@ def _fleet_keys(http, gateway_url):
     }
 
 
+def _served(fleet, total: int, outcome: str = "ok") -> list[int]:
+    """Per enclave, sealed requests it finished with ``outcome``, once ``total`` have.
+
+    An enclave counts a request when its handler returns, on the enclave's own thread: after
+    uvicorn has written the last response byte and the engine stream is closed. The client
+    can hold the whole response before that, so reading the counter right after the response
+    races with the enclave. This waits (bounded) for the handlers to finish instead.
+    """
+    deadline = time.monotonic() + 10
+    while True:
+        counts = [
+            int(b.metrics.requests.labels("sealgate", outcome)._value.get()) for b in fleet.built
+        ]
+        if sum(counts) >= total or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.01)
+
+
 def test_requests_go_to_the_enclave_holding_the_key(fleet, http):
     servers = [fleet.enclave() for _ in range(3)]
     gw = fleet.gateway(Discovery(static=[s.url for s in servers]))
@@ -34,9 +52,8 @@ def test_requests_go_to_the_enclave_holding_the_key(fleet, http):
         for _ in range(2):
             result = sealed_request(http, "POST", gw.url + "/v1/chat/completions", key, CHAT)
             assert result.status == 200 and result.encrypted
-    for built in fleet.built:
-        served = built.metrics.requests.labels("sealgate", "ok")._value.get()
-        assert served == 2  # each enclave got exactly the requests sealed to its key
+    # each enclave got exactly the requests sealed to its key
+    assert _served(fleet, 6) == [2, 2, 2]
 
 
 def test_unknown_key_is_421_and_nothing_is_forwarded(fleet, http):
@@ -148,9 +165,8 @@ def test_client_disconnect_cancels_the_upstream_hop(fleet, http):
         time.sleep(0.02)
     assert proxy.in_flight == 0  # the enclave saw the disconnect and cancelled the engine
     gate.set()
-    assert (
-        fleet.built[0].metrics.requests.labels("sealgate", "client_disconnected")._value.get() == 1
-    )
+    # in_flight drops just before the handler counts the request: wait for the count too
+    assert _served(fleet, 1, "client_disconnected") == [1]
 
 
 def test_plaintext_allowed_path_without_key_id_goes_to_a_healthy_enclave(fleet, http):
