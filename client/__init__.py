@@ -9,6 +9,7 @@ attested keys; responses are opened incrementally and refused if not authentic.
 from __future__ import annotations
 
 from .errors import (
+    EnclaveError,
     FleetUnavailable,
     ForwardingFailed,
     GatewayError,
@@ -28,6 +29,7 @@ from .verify import PlatformEvidence, VerifiedDocument, register, verify_documen
 __all__ = [
     "ENCLAVE_HEADER",
     "AsyncSealgateTransport",
+    "EnclaveError",
     "ExpectedMeasurement",
     "Fleet",
     "FleetUnavailable",

@@ -6,6 +6,7 @@ record that shows which step failed and which values were compared.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import httpx
@@ -30,6 +31,7 @@ __all__ = [
     "FleetUnavailable",
     "GatewayError",
     "ForwardingFailed",
+    "EnclaveError",
     "ResponseIntegrityError",
     "RequestNotSent",
 ]
@@ -130,6 +132,59 @@ class ForwardingFailed(GatewayError, httpx.TransportError):
         GatewayError.__init__(self, status, problem, message)
         self.args = (message,)
         self._request = None
+
+
+#: Key of the :class:`EnclaveError` in the ``extensions`` of a decrypted error response.
+ENCLAVE_ERROR_EXTENSION = "sealgate.enclave_error"
+
+
+class EnclaveError(SealgateError):
+    """An error answer sealed by the enclave itself: authenticated, unlike a :class:`GatewayError`.
+
+    The transport hands such responses (e.g. ``502 upstream-unavailable`` when the
+    inference engine is down) to the calling SDK unchanged, so that SDK raises its own
+    error (``openai.InternalServerError``, ``httpx.HTTPStatusError``). :meth:`of` finds
+    this record behind that error. ``problem`` is the decrypted RFC 9457 problem document;
+    it is set once the body has been read and authenticated to its end (the SDKs read it
+    before they raise), and stays None if the body was not a problem document.
+    """
+
+    def __init__(self, status: int, enclave: str, problem: Problem | None = None) -> None:
+        super().__init__(status, enclave)
+        self.status = status
+        self.enclave = enclave
+        self.problem = problem
+
+    def __str__(self) -> str:
+        message = f"enclave {self.enclave} answered {self.status}"
+        if self.problem is not None:
+            message += f" ({self.problem.type.rsplit(':', 1)[-1]}): {self.problem.title}"
+            if self.problem.detail:
+                message += f": {self.problem.detail}"
+        return message + " [authenticated: sealed by the enclave]"
+
+    @classmethod
+    def of(cls, error: object) -> EnclaveError | None:
+        """The enclave's error behind an SDK exception, an HTTP response, or their causes."""
+        seen = 0
+        current: object = error
+        while current is not None and seen < 16:
+            seen += 1
+            if isinstance(current, EnclaveError):
+                return current
+            response = current if hasattr(current, "extensions") else None
+            if response is None:
+                try:
+                    response = getattr(current, "response", None)
+                except Exception:  # noqa: BLE001 - httpx raises when no response is attached
+                    response = None
+            extensions = getattr(response, "extensions", None)
+            if isinstance(extensions, Mapping):
+                found = extensions.get(ENCLAVE_ERROR_EXTENSION)
+                if isinstance(found, EnclaveError):
+                    return found
+            current = getattr(current, "__cause__", None) or getattr(current, "__context__", None)
+        return None
 
 
 class ResponseIntegrityError(SealgateError):

@@ -4,44 +4,104 @@ The gateway is not trusted. It lists enclaves with their published attestation
 documents; every document is verified against the policy (in parallel, cached by
 document until its signed age runs out), and only keys bound in verified evidence
 are ever used. The gateway's load hint only chooses among verified enclaves.
+
+Everything the gateway sends is hostile input: bodies are size-capped while they
+stream, every directory field is type- and range-checked, and an entry that fails
+in any way (even with an unexpected exception) is refused on its own, with a record,
+while the other enclaves stay usable.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import random
+import re
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from sealgate.protocol.attestation import AttestationDocument, parse_time_nonce
+from sealgate.protocol.attestation import (
+    MAX_DOCUMENT_BYTES,
+    AttestationDocument,
+    parse_time_nonce,
+)
+from sealgate.protocol.binding import MAX_NONCE_SIZE
 from sealgate.protocol.errors import ProtocolError
 from sealgate.protocol.keyconfig import KeyConfig
 
-from .errors import FleetUnavailable, NoVerifiedEnclave, VerificationError
+from .errors import (
+    EvidenceFormatError,
+    FleetUnavailable,
+    NoVerifiedEnclave,
+    SealgateError,
+    VerificationError,
+)
 from .policy import Policy
 from .verification import Verification
 from .verify import VerifiedDocument, verify_document
 
-__all__ = ["Fleet", "VerifiedEnclave", "FLEET_PATH", "ATTESTATION_PATH"]
+__all__ = [
+    "Fleet",
+    "VerifiedEnclave",
+    "FLEET_PATH",
+    "ATTESTATION_PATH",
+    "gateway_root",
+    "get_capped",
+    "BodyRefused",
+    "unexpected_failure",
+]
 
 log = logging.getLogger("sealgate.client")
 
 FLEET_PATH = "/.well-known/sealgate-fleet"
 ATTESTATION_PATH = "/.well-known/sealgate-attestation"
+FLEET_FORMAT = "sealgate-fleet/v1"
 _MAX_FLEET_BYTES = 16 * 1024 * 1024
+_MAX_ENCLAVES = 1024
+_MAX_KEYS = 64
+_MAX_ID = 64
+_MAX_LOAD = 1e9
+_ID = re.compile(rf"[A-Za-z0-9._:-]{{1,{_MAX_ID}}}\Z")
+_FINGERPRINT = re.compile(r"[0-9a-f]{16}\Z")
+#: Upper bound on one download from the gateway, however slowly it trickles bytes.
+_DOWNLOAD_SECONDS = 60.0
+
+
+def gateway_root(url: str) -> tuple[str, str | None]:
+    """``url`` without a trailing ``/v1``, and a note for the user when one was dropped.
+
+    A sealgate gateway serves its fleet directory at its root; the SDK adds ``/v1`` itself
+    for OpenAI calls. ``https://api.example.com/v1`` (the usual OpenAI base URL) would
+    otherwise fetch ``/v1/.well-known/sealgate-fleet`` and be refused by the gateway.
+    """
+    url = url.rstrip("/")
+    parts = urlsplit(url)
+    if not parts.path.endswith("/v1"):
+        return url, None
+    root = urlunsplit(parts._replace(path=parts.path[: -len("/v1")])).rstrip("/")
+    return root, (
+        f"the gateway URL {url} ends in /v1: drop it. A sealgate gateway URL is the server's "
+        f"root (sealgate adds /v1 for OpenAI calls itself); using {root}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class VerifiedEnclave:
-    """An enclave whose evidence verified, with the keys it binds (current key first)."""
+    """An enclave whose evidence verified, with the keys it binds (current key first).
+
+    ``evidence_at`` is when that evidence was produced: its signed time, or when this
+    client's fresh nonce was answered (``-inf`` when unknown).
+    """
 
     id: str
     keys: tuple[KeyConfig, ...]
@@ -49,10 +109,154 @@ class VerifiedEnclave:
     load: float
     healthy: bool
     expires_at: float
+    evidence_at: float = float("-inf")
+
+
+class BodyRefused(SealgateError):
+    """A server's answer was refused before it was parsed (too large, too slow)."""
+
+
+class _BadEntry(Exception):
+    """A directory entry that is malformed: refused on its own."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(detail)
+        self.name = name
+        self.detail = detail
+
+    def refusal(self) -> VerificationError:
+        record = Verification(subject=f"enclave {self.name}")
+        return record.fail("directory entry", self.detail, error=EvidenceFormatError)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One validated entry of the gateway's fleet directory."""
+
+    id: str
+    keys: tuple[str, ...]
+    healthy: bool
+    load: float
+    document: AttestationDocument
+
+    @classmethod
+    def from_dict(cls, raw: object, index: int) -> _Entry:
+        """Validate one parsed entry; raise :class:`_BadEntry` naming what is wrong."""
+        name = f"#{index}"
+        if not isinstance(raw, dict):
+            raise _BadEntry(name, f"entry {name} is a JSON {type(raw).__name__}, not an object")
+        entry_id = raw.get("id")
+        if not isinstance(entry_id, str) or not _ID.match(entry_id):
+            raise _BadEntry(name, f"entry {name}: 'id' must be 1-{_MAX_ID} of [A-Za-z0-9._:-]")
+        name = entry_id
+        keys = raw.get("keys")
+        if not isinstance(keys, list) or len(keys) > _MAX_KEYS:
+            raise _BadEntry(name, f"'keys' must be a list of at most {_MAX_KEYS} fingerprints")
+        if not all(isinstance(k, str) and _FINGERPRINT.match(k) for k in keys):
+            raise _BadEntry(name, "'keys' must hold key fingerprints (16 lowercase hex digits)")
+        healthy = raw.get("healthy")
+        if not isinstance(healthy, bool):
+            raise _BadEntry(name, "'healthy' must be true or false")
+        load = raw.get("load")
+        if (
+            isinstance(load, bool)
+            or not isinstance(load, int | float)
+            or not math.isfinite(load)
+            or not 0 <= load <= _MAX_LOAD
+        ):
+            raise _BadEntry(name, f"'load' must be a finite number from 0 to {_MAX_LOAD:g}")
+        in_flight = raw.get("in_flight", 0)
+        if isinstance(in_flight, bool) or not isinstance(in_flight, int) or in_flight < 0:
+            raise _BadEntry(name, "'in_flight' must be a non-negative integer")
+        try:
+            document = AttestationDocument.from_dict(raw.get("attestation"))
+        except ProtocolError as exc:
+            raise _BadEntry(name, f"attestation document: {exc.message}") from None
+        if len(document.nonce) > MAX_NONCE_SIZE:
+            raise _BadEntry(name, f"the document's nonce is over {MAX_NONCE_SIZE} bytes")
+        size = len(document.to_json())
+        if size > MAX_DOCUMENT_BYTES:
+            raise _BadEntry(name, f"the attestation document is {size} bytes, over the limit")
+        return cls(entry_id, tuple(keys), healthy, float(load), document)
+
+
+def get_capped(
+    http: httpx.Client,
+    url: str,
+    limit: int,
+    *,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytearray]:
+    """GET ``url``: its status and, for a 200, its body, refused as soon as it exceeds ``limit``.
+
+    A Content-Length above the limit is refused before any of the body is read, and
+    without one the running total is checked after every chunk: a hostile server cannot
+    make the client buffer more than ``limit`` bytes (and a little).
+    """
+    deadline = time.monotonic() + _DOWNLOAD_SECONDS
+    # Ask for no content coding, so the count is of what crossed the network.
+    merged = {"Accept-Encoding": "identity", **(headers or {})}
+    with http.stream("GET", url, params=params, headers=merged) as response:
+        if response.status_code != 200:
+            return response.status_code, bytearray()
+        declared = response.headers.get("content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                raise BodyRefused(f"it sent an invalid Content-Length {declared[:40]!r}")
+            if int(declared) > limit:
+                raise BodyRefused(f"it announced {int(declared)} bytes; the limit is {limit}")
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > limit:
+                raise BodyRefused(f"it sent more than the {limit}-byte limit")
+            if time.monotonic() > deadline:
+                raise BodyRefused(f"it took over {_DOWNLOAD_SECONDS:.0f}s")
+        return 200, body
+
+
+def _parse_directory(body: bytearray) -> list[object]:
+    """The entries of a fleet directory, after checking its envelope."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise FleetUnavailable(f"the fleet directory is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict) or parsed.get("format") != FLEET_FORMAT:
+        raise FleetUnavailable(f"the fleet directory is not a {FLEET_FORMAT} object")
+    entries = parsed.get("enclaves")
+    if not isinstance(entries, list):
+        raise FleetUnavailable("the fleet directory's 'enclaves' is not a list")
+    if len(entries) > _MAX_ENCLAVES:
+        raise FleetUnavailable(
+            f"the fleet directory lists {len(entries)} enclaves; at most {_MAX_ENCLAVES} are accepted"
+        )
+    for field in ("version", "generated_at"):
+        value = parsed.get(field, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise FleetUnavailable(f"the fleet directory's {field!r} is not a non-negative integer")
+    return entries
+
+
+def unexpected_failure(subject: str, platform: str, exc: Exception) -> VerificationError:
+    """A refusal for an entry whose evidence made parsing or verification fail unexpectedly."""
+    record = Verification(subject=subject, platform=platform)
+    detail = str(exc)[:200]
+    return record.fail(
+        "evidence",
+        f"the evidence could not be parsed or verified ({type(exc).__name__}"
+        + (f": {detail}" if detail else "")
+        + "); this enclave is refused",
+        error=EvidenceFormatError,
+    )
 
 
 class Fleet:
-    """Thread-safe: the sync and async transports share one instance."""
+    """Thread-safe: the sync and async transports share one instance.
+
+    ``retire_for`` bounds how long a key the gateway reported as rotated out (422) is
+    set aside when no fresh evidence settles the question either way.
+    """
 
     def __init__(
         self,
@@ -63,12 +267,17 @@ class Fleet:
         refresh_interval: float = 30.0,
         max_workers: int = 8,
         clock: Callable[[], float] = time.time,
+        retire_for: float = 30.0,
     ) -> None:
-        self.gateway_url = gateway_url.rstrip("/")
+        root, note = gateway_root(gateway_url)
+        if note is not None:
+            warnings.warn(note, UserWarning, stacklevel=2)
+        self.gateway_url = root
         self.policy = policy
         self._http = http or httpx.Client(timeout=10.0, follow_redirects=False)
         self._owns_http = http is None
         self.refresh_interval = refresh_interval
+        self.retire_for = retire_for
         self._clock = clock
         self._pool = ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="sealgate-verify"
@@ -77,7 +286,8 @@ class Fleet:
         self.enclaves: dict[str, VerifiedEnclave] = {}
         self.failures: dict[str, VerificationError] = {}
         self._cache: dict[str, tuple[VerifiedDocument, float]] = {}
-        self._retired: set[str] = set()
+        # fingerprint -> when the gateway said the enclave refused it (422)
+        self._retired: dict[str, float] = {}
         self._down: dict[str, float] = {}
         self._refreshed_at = float("-inf")
         self.refreshes = 0
@@ -85,23 +295,50 @@ class Fleet:
 
     # -- refreshing -----------------------------------------------------------------------
     def refresh(self) -> None:
-        """Fetch the fleet directory and verify every listed enclave now."""
+        """Fetch the fleet directory and verify every listed enclave now.
+
+        Raises :class:`FleetUnavailable` only when the directory as a whole cannot be
+        fetched or parsed; a bad entry is refused on its own (in :attr:`failures`).
+        """
         with self._lock:
-            entries = self._fetch()
-            results = list(self._pool.map(self._verify_entry, entries))
-            enclaves: dict[str, VerifiedEnclave] = {}
             failures: dict[str, VerificationError] = {}
-            for entry_id, outcome in results:
+            entries: list[_Entry] = []
+            ids: set[str] = set()
+            for index, raw in enumerate(self._fetch()):
+                try:
+                    entry = _Entry.from_dict(raw, index)
+                except _BadEntry as exc:
+                    failures[exc.name if exc.name not in failures else f"#{index}"] = exc.refusal()
+                    continue
+                except Exception as exc:  # noqa: BLE001 - one bad entry must not take the fleet down
+                    failures[f"#{index}"] = unexpected_failure(f"enclave #{index}", "", exc)
+                    continue
+                if entry.id in ids or entry.id in failures:
+                    failures[f"#{index}"] = _BadEntry(
+                        f"#{index}", f"entry #{index} repeats the id {entry.id!r}"
+                    ).refusal()
+                    continue
+                ids.add(entry.id)
+                entries.append(entry)
+            enclaves: dict[str, VerifiedEnclave] = {}
+            for entry_id, outcome in self._pool.map(self._verify_entry, entries):
                 if isinstance(outcome, VerificationError):
                     failures[entry_id] = outcome
-                    log.warning("enclave %s refused: %s", entry_id, outcome)
                 else:
                     enclaves[entry_id] = outcome
+            for entry_id, failure in failures.items():
+                log.warning("enclave %s refused: %s", entry_id, failure)
             self.enclaves, self.failures = enclaves, failures
             self._refreshed_at = self._clock()
             self.refreshes += 1
-            live = {k.fingerprint for e in enclaves.values() for k in e.keys}
-            self._retired &= live
+            self._review_retired()
+
+    def records(self) -> list[Verification]:
+        """The verification records of the last refresh: verified enclaves, then refused ones."""
+        with self._lock:
+            return [e.verification for e in self.enclaves.values()] + [
+                f.verification for f in self.failures.values()
+            ]
 
     def ensure_fresh(self) -> None:
         """Refresh if the directory is older than ``refresh_interval`` or a verification expired."""
@@ -112,56 +349,48 @@ class Fleet:
             if stale or expired or not self.enclaves:
                 self.refresh()
 
-    def _fetch(self) -> list[dict[str, Any]]:
+    def _fetch(self) -> list[object]:
         try:
-            response = self._http.get(self.gateway_url + FLEET_PATH)
+            status, body = get_capped(self._http, self.gateway_url + FLEET_PATH, _MAX_FLEET_BYTES)
         except httpx.HTTPError as exc:
             raise FleetUnavailable(
                 f"cannot reach the gateway at {self.gateway_url}: {exc}"
             ) from exc
-        if response.status_code != 200:
+        except BodyRefused as exc:
             raise FleetUnavailable(
-                f"the gateway answered {response.status_code} for {FLEET_PATH}; is {self.gateway_url} a sealgate gateway?"
+                f"the fleet directory from {self.gateway_url} was refused: {exc}"
+            ) from None
+        if status != 200:
+            raise FleetUnavailable(
+                f"the gateway answered {status} for {FLEET_PATH}; is {self.gateway_url} a "
+                "sealgate gateway? (use the server's root URL, without /v1)"
             )
-        if len(response.content) > _MAX_FLEET_BYTES:
-            raise FleetUnavailable("the fleet directory is too large")
-        try:
-            body = json.loads(response.content)
-            entries = body["enclaves"]
-            if body.get("format") != "sealgate-fleet/v1" or not isinstance(entries, list):
-                raise ValueError("unexpected format")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise FleetUnavailable(f"the fleet directory is malformed: {exc}") from None
-        return [e for e in entries if isinstance(e, dict)]
+        return _parse_directory(body)
 
-    def _verify_entry(
-        self, entry: dict[str, Any]
-    ) -> tuple[str, VerifiedEnclave | VerificationError]:
-        entry_id = str(entry.get("id", "?"))[:32]
-        subject = f"enclave {entry_id}"
-        try:
-            document = AttestationDocument.from_dict(entry.get("attestation"))
-        except ProtocolError as exc:
-            record = Verification(subject=subject)
-            return entry_id, record.fail("document format", exc.message)
-        listed = [str(k) for k in entry.get("keys", []) if isinstance(k, str)]
+    def _verify_entry(self, entry: _Entry) -> tuple[str, VerifiedEnclave | VerificationError]:
+        subject = f"enclave {entry.id}"
         try:
             if self.policy.require_fresh_nonce:
-                verified = self._verify_fresh(subject, listed)
+                verified = self._verify_fresh(subject, entry.keys[0] if entry.keys else None)
+                evidence_at = verified.verification.verified_at
             else:
-                verified = self._verify_cached(subject, document)
-            self._check_listing(verified, listed)
+                verified = self._verify_cached(subject, entry.document)
+                signed = parse_time_nonce(verified.document.nonce)
+                evidence_at = float("-inf") if signed is None else float(signed)
+            verified = self._check_listing(verified, entry.keys)
         except VerificationError as exc:
-            return entry_id, exc
-        expires = self._expiry(verified.document, verified.verification)
-        load = entry.get("load", 0.0)
-        return entry_id, VerifiedEnclave(
-            id=entry_id,
+            return entry.id, exc
+        except Exception as exc:
+            log.debug("enclave %s: unexpected verification failure", entry.id, exc_info=True)
+            return entry.id, unexpected_failure(subject, entry.document.platform, exc)
+        return entry.id, VerifiedEnclave(
+            id=entry.id,
             keys=verified.keys,
             verification=verified.verification,
-            load=float(load) if isinstance(load, int | float) else 0.0,
-            healthy=bool(entry.get("healthy", False)),
-            expires_at=expires,
+            load=entry.load,
+            healthy=entry.healthy,
+            expires_at=self._expiry(verified.document, verified.verification),
+            evidence_at=evidence_at,
         )
 
     def _verify_cached(self, subject: str, document: AttestationDocument) -> VerifiedDocument:
@@ -177,22 +406,26 @@ class Fleet:
             self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
         return verified
 
-    def _verify_fresh(self, subject: str, listed: list[str]) -> VerifiedDocument:
+    def _verify_fresh(self, subject: str, route_key: str | None) -> VerifiedDocument:
+        """Ask the enclave holding ``route_key`` for evidence over a nonce of ours; verify it."""
         record = Verification(subject=subject)
-        if not listed:
+        if not route_key:
             raise record.fail(
                 "fresh nonce", "the gateway lists no key to route the nonce request by"
             )
         nonce = os.urandom(32)
         try:
-            response = self._http.get(
+            status, body = get_capped(
+                self._http,
                 self.gateway_url + ATTESTATION_PATH,
+                MAX_DOCUMENT_BYTES,
                 params={"nonce": nonce.hex()},
-                headers={"Sealgate-Key-Id": listed[0]},
+                headers={"Sealgate-Key-Id": route_key},
             )
-            response.raise_for_status()
-            document = AttestationDocument.from_json(response.content)
-        except (httpx.HTTPError, ProtocolError) as exc:
+            if status != 200:
+                raise BodyRefused(f"the gateway answered {status}")
+            document = AttestationDocument.from_json(bytes(body))
+        except (httpx.HTTPError, ProtocolError, BodyRefused) as exc:
             raise record.fail(
                 "fresh nonce", f"could not obtain a nonce-bound document: {exc}"
             ) from None
@@ -202,18 +435,32 @@ class Fleet:
         self.verifications += 1
         return verified
 
-    def _check_listing(self, verified: VerifiedDocument, listed: list[str]) -> None:
-        bound = set(verified.verification.key_fingerprints)
+    def _check_listing(
+        self, verified: VerifiedDocument, listed: tuple[str, ...]
+    ) -> VerifiedDocument:
+        """``verified`` with one more step: the gateway lists only keys its evidence binds.
+
+        The step goes on a copy of the record, so a cached verification is never changed.
+        """
+        record = dataclasses.replace(verified.verification, steps=list(verified.verification.steps))
+        bound = set(record.key_fingerprints)
         stray = [k for k in listed if k not in bound]
-        verified.verification.check(
+        expected, actual = ", ".join(sorted(bound)), ", ".join(listed)
+        if stray:
+            raise record.fail(
+                "gateway listing",
+                "the gateway lists keys this enclave's evidence does not bind "
+                "(swapped or stale document)",
+                expected=expected,
+                actual=actual,
+            )
+        record.passed(
             "gateway listing",
-            not stray,
-            "the gateway's key list for this enclave matches the keys its evidence binds"
-            if not stray
-            else "the gateway lists keys this enclave's evidence does not bind (swapped or stale document)",
-            expected=", ".join(sorted(bound)),
-            actual=", ".join(listed),
+            "the gateway's key list for this enclave matches the keys its evidence binds",
+            expected=expected,
+            actual=actual,
         )
+        return VerifiedDocument(verified.document, verified.keys, record)
 
     def _expiry(self, document: AttestationDocument, record: Verification) -> float:
         if self.policy.max_age is None:
@@ -264,19 +511,61 @@ class Fleet:
         for enclave in self.enclaves.values():
             if enclave.id in exclude or not enclave.healthy or self._down.get(enclave.id, 0) > now:
                 continue
-            key = next((k for k in enclave.keys if k.fingerprint not in self._retired), None)
+            key = next((k for k in enclave.keys if not self._is_retired(k.fingerprint, now)), None)
             if key is not None:
                 candidates.append((enclave, key))
         return candidates
+
+    def _is_retired(self, fingerprint: str, now: float) -> bool:
+        since = self._retired.get(fingerprint)
+        return since is not None and now - since < self.retire_for
+
+    def _review_retired(self) -> None:
+        """Re-admit set-aside keys that evidence newer than the refusal still binds.
+
+        Keys no verified enclave binds any more are forgotten, and so are set-asides
+        older than ``retire_for``: the gateway's word alone never retires a key for good.
+        """
+        now = self._clock()
+        bound: dict[str, float] = {}
+        for enclave in self.enclaves.values():
+            for key in enclave.keys:
+                bound[key.fingerprint] = max(
+                    bound.get(key.fingerprint, enclave.evidence_at), enclave.evidence_at
+                )
+        self._retired = {
+            fp: since
+            for fp, since in self._retired.items()
+            if fp in bound and bound[fp] <= since and now - since < self.retire_for
+        }
 
     def key_unknown(self) -> None:
         """The gateway did not know our key (421): the directory changed."""
         self.refresh()
 
-    def key_rotated(self, key: KeyConfig) -> None:
-        """The enclave refused the key (422): stop using it and re-attest."""
+    def key_rotated(self, key: KeyConfig, enclave_id: str | None = None) -> None:
+        """The gateway says the enclave refused ``key`` (422): re-attest before believing it.
+
+        The answer is unauthenticated, so the key is only set aside: a fresh-nonce attestation
+        of the enclave that holds it either still binds the key (it is re-admitted at once)
+        or does not (it stays out until the directory drops it). Either way the set-aside
+        ends after ``retire_for`` seconds, so fake 422s cannot disable a client for good.
+        """
         with self._lock:
-            self._retired.add(key.fingerprint)
+            self._retired[key.fingerprint] = self._clock()
+        subject = f"enclave {enclave_id}" if enclave_id else f"key {key.fingerprint}"
+        try:
+            fresh = self._verify_fresh(subject, key.fingerprint)
+        except VerificationError as exc:
+            log.info("re-attestation after a 422 for key %s failed: %s", key.fingerprint, exc)
+        except Exception as exc:  # noqa: BLE001 - a hostile answer must not escape as a crash
+            log.info("re-attestation after a 422 for key %s failed: %r", key.fingerprint, exc)
+        else:
+            if key.fingerprint in fresh.verification.key_fingerprints:
+                log.info("fresh evidence still binds key %s: re-admitted", key.fingerprint)
+                with self._lock:
+                    self._retired.pop(key.fingerprint, None)
+                return
         self.refresh()
 
     def enclave_down(self, enclave_id: str, retry_after: float = 1.0) -> None:

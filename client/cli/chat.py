@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import click
+import openai
 
-from ..errors import SealgateError
+from ..errors import EnclaveError, SealgateError
 from ..policy import Policy
 from ..session import SecureClient
 from ..transport import ENCLAVE_HEADER
-from .options import policy_options
+from .options import policy_options, root_url
+
+__all__ = ["chat", "request_failure"]
+
+
+def request_failure(exc: BaseException) -> click.ClickException:
+    """Why a request failed, in one line: the enclave's own (authenticated) problem if it sent one.
+
+    The openai SDK wraps what the sealing transport raises (``APIConnectionError``) and
+    turns error answers into ``APIStatusError``: look behind both.
+    """
+    enclave = EnclaveError.of(exc)
+    if enclave is not None and enclave.problem is not None:
+        return click.ClickException(str(enclave))
+    if enclave is not None:  # the engine's own error body, which the SDK's message quotes
+        return click.ClickException(f"{exc} (from enclave {enclave.enclave}, authenticated)")
+    current: BaseException | None = exc
+    for _ in range(16):
+        if current is None:
+            break
+        if isinstance(current, SealgateError):
+            return click.ClickException(str(current))
+        current = current.__cause__ or current.__context__
+    return click.ClickException(f"{type(exc).__name__}: {exc}")
 
 
 @click.command()
@@ -21,7 +45,7 @@ from .options import policy_options
 def chat(gateway_url: str, model: str | None, prompt: str, policy: Policy) -> None:
     """Verify the fleet, then stream an encrypted answer to PROMPT."""
     try:
-        with SecureClient(gateway_url, policy) as secure:
+        with SecureClient(root_url(gateway_url), policy) as secure:
             client = secure.openai()
             chosen = model or client.models.list().data[0].id
             with client.chat.completions.with_streaming_response.create(
@@ -33,5 +57,5 @@ def chat(gateway_url: str, model: str | None, prompt: str, policy: Policy) -> No
                         click.echo(chunk.choices[0].delta.content, nl=False)
             click.echo()
             click.echo(f"[sealed end to end; served by enclave {served_by}]", err=True)
-    except SealgateError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except (SealgateError, openai.OpenAIError) as exc:
+        raise request_failure(exc) from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import click
+import openai
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
@@ -13,6 +14,7 @@ from ..demo import DemoFleet
 from ..errors import SealgateError
 from ..session import SecureClient
 from ..transport import ENCLAVE_HEADER
+from .chat import request_failure
 from .report import render_summary
 
 ACCESS_COLUMNS = (
@@ -153,5 +155,5 @@ def demo(
                     time.sleep(3600)
     except KeyboardInterrupt:
         console.print("\n[dim]stopped; the fleet is shut down.[/]")
-    except SealgateError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except (SealgateError, openai.OpenAIError) as exc:
+        raise request_failure(exc) from exc

@@ -1,4 +1,4 @@
-"""Policy options shared by the client commands (``verify``, ``chat``)."""
+"""Options shared by the client commands (``verify``, ``chat``): the policy, the gateway URL."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 
 import click
 
+from ..fleet import gateway_root
 from ..policy import HARDWARE_PLATFORMS, ExpectedMeasurement, Policy
 
-__all__ = ["policy_options", "build_policy"]
+__all__ = ["policy_options", "build_policy", "root_url"]
 
 _PLATFORM_REGISTER = {"software": "measurement", "sev-snp": "measurement"}
 
@@ -102,3 +103,11 @@ def build_policy(
         require_fresh_nonce=fresh_nonce,
         allow_any_measurement=allow_any_measurement,
     )
+
+
+def root_url(url: str) -> str:
+    """``url`` without a trailing ``/v1``, telling the user on stderr when one was dropped."""
+    root, note = gateway_root(url)
+    if note is not None:
+        click.echo(f"Warning: {note}", err=True)
+    return root

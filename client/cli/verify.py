@@ -9,27 +9,47 @@ import sys
 import click
 import httpx
 from rich.console import Console
-from sealgate.protocol.attestation import AttestationDocument
+from sealgate.protocol.attestation import MAX_DOCUMENT_BYTES, AttestationDocument
 from sealgate.protocol.errors import ProtocolError
 
 from ..errors import FleetUnavailable, VerificationError
-from ..fleet import ATTESTATION_PATH, FLEET_PATH, Fleet
+from ..fleet import (
+    ATTESTATION_PATH,
+    FLEET_PATH,
+    BodyRefused,
+    Fleet,
+    get_capped,
+    unexpected_failure,
+)
 from ..policy import Policy
 from ..verification import Verification
 from ..verify import verify_document
-from .options import policy_options
+from .options import policy_options, root_url
 from .report import render_verifications
 
 
 def _verify_enclave(url: str, policy: Policy) -> list[Verification]:
     nonce = os.urandom(32)
-    response = httpx.get(url + ATTESTATION_PATH, params={"nonce": nonce.hex()}, timeout=15)
-    response.raise_for_status()
-    document = AttestationDocument.from_json(response.content)
+    with httpx.Client(timeout=15) as http:
+        try:
+            status, body = get_capped(
+                http, url + ATTESTATION_PATH, MAX_DOCUMENT_BYTES, params={"nonce": nonce.hex()}
+            )
+        except BodyRefused as exc:
+            raise click.ClickException(
+                f"the attestation document from {url} was refused: {exc}"
+            ) from None
+    if status != 200:
+        raise click.ClickException(
+            f"{url} answered {status} for {ATTESTATION_PATH}: is it a sealgate enclave or gateway?"
+        )
+    document = AttestationDocument.from_json(bytes(body))
     try:
         return [verify_document(document, policy, subject=url, nonce=nonce).verification]
     except VerificationError as exc:
         return [exc.verification]
+    except Exception as exc:  # noqa: BLE001 - hostile evidence is a refusal, not a crash
+        return [unexpected_failure(url, document.platform, exc).verification]
 
 
 def _verify_fleet(url: str, policy: Policy) -> list[Verification]:
@@ -38,9 +58,7 @@ def _verify_fleet(url: str, policy: Policy) -> list[Verification]:
         fleet.refresh()
     finally:
         fleet.close()
-    records = [e.verification for e in fleet.enclaves.values()]
-    records += [f.verification for f in fleet.failures.values()]
-    return records
+    return fleet.records()
 
 
 @click.command()
@@ -49,10 +67,10 @@ def _verify_fleet(url: str, policy: Policy) -> list[Verification]:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def verify(url: str, policy: Policy, as_json: bool) -> None:
     """Verify the enclave or gateway fleet at URL; exit 1 unless every enclave verifies."""
-    url = url.rstrip("/")
+    url = root_url(url)
     try:
-        probe = httpx.get(url + FLEET_PATH, timeout=15)
-        is_gateway = probe.status_code == 200
+        with httpx.Client(timeout=15) as http, http.stream("GET", url + FLEET_PATH) as probe:
+            is_gateway = probe.status_code == 200  # the body is read (capped) by the fleet
         records = _verify_fleet(url, policy) if is_gateway else _verify_enclave(url, policy)
     except (httpx.HTTPError, FleetUnavailable, ProtocolError) as exc:
         raise click.ClickException(f"cannot fetch attestation from {url}: {exc}") from exc
