@@ -45,6 +45,8 @@ def _open_in_sequence(context: ContextInterface, ciphertext: bytes, aad: bytes) 
     RFC 9180 §5.2 increments the sequence number only after a successful Open, but
     pyhpke increments before decrypting. Sealgate mode must try a frame under two
     AADs (normal, then ``"final"``), so a failed attempt must not consume a nonce.
+    pyhpke has no public way to do this: ``_seq`` is private, so pyproject.toml caps
+    pyhpke below its next minor version and tests/test_packaging.py checks the rewind.
     """
     sequence = context._seq  # type: ignore[attr-defined]
     try:

@@ -1,11 +1,19 @@
-"""Packaging: every package is listed in pyproject; the base install stays client-only."""
+"""Packaging: every package is listed, every import declared, every floor testable; the base
+install stays client-only."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import tomllib
+from importlib.metadata import packages_distributions, version
 from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = {
@@ -49,3 +57,100 @@ def test_client_and_protocol_import_without_server_packages():
         "sealgate.protocol.RequestEncoder\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _requirements(extras: tuple[str, ...] = ()) -> dict[str, Requirement]:
+    """The project's requirements (base plus ``extras``), by normalized distribution name."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lines = list(project["dependencies"])
+    for extra in extras:
+        lines += project["optional-dependencies"][extra]
+    return {canonicalize_name(r.name): r for r in map(Requirement, lines)}
+
+
+def _third_party_imports(folder: str) -> dict[str, str]:
+    """Top-level modules a package folder imports that are neither stdlib nor sealgate's."""
+    found: dict[str, str] = {}
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in ("__future__", "sealgate"):
+                    found.setdefault(top, f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+@pytest.mark.parametrize(
+    ("folder", "extras"),
+    [
+        ("protocol", ()),
+        ("client", ("openai",)),  # openai only inside SecureClient.openai() / async_openai()
+        ("enclave", ("enclave",)),
+        ("gateway", ("gateway",)),
+    ],
+)
+def test_every_third_party_import_is_a_declared_dependency(folder, extras):
+    declared = set(_requirements(extras))
+    distributions = packages_distributions()
+    undeclared = []
+    for module, where in _third_party_imports(folder).items():
+        names = {canonicalize_name(d) for d in distributions.get(module, [module])}
+        if not names & declared:
+            undeclared.append(f"{module} ({where})")
+    assert not undeclared, f"imported but not declared for {folder}/: {undeclared}"
+
+
+def test_every_dependency_has_one_floor_for_the_minimum_versions_check():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = config["project"]
+    lines = [*config["build-system"]["requires"], *project["dependencies"]]
+    lines += [line for extra in project["optional-dependencies"].values() for line in extra]
+    for requirement in map(Requirement, lines):
+        if requirement.name != project["name"]:
+            floors = [s for s in requirement.specifier if s.operator == ">="]
+            assert len(floors) == 1, f"{requirement} needs exactly one '>=' floor"
+
+
+def test_build_backend_floor_understands_the_spdx_license_string():
+    # An SPDX expression in project.license (PEP 639) needs setuptools 77; older ones
+    # reject the table-or-string ambiguity while validating pyproject.toml.
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert isinstance(config["project"]["license"], str)
+    (setuptools,) = [
+        r for r in map(Requirement, config["build-system"]["requires"]) if r.name == "setuptools"
+    ]
+    (floor,) = [Version(s.version) for s in setuptools.specifier if s.operator == ">="]
+    assert floor >= Version("77.0.1")
+
+
+def test_pyhpke_sequence_counter_still_works_as_request_decoding_assumes():
+    """protocol/request.py rewinds pyhpke's private ``_seq``: pinned, and checked here."""
+    from sealgate.protocol.errors import DecryptionFailed
+    from sealgate.protocol.hpke import SUITE, PrivateKey, public_key_object
+    from sealgate.protocol.modes import FINAL_AAD
+    from sealgate.protocol.request import _open_in_sequence
+
+    pin = _requirements()["pyhpke"].specifier
+    assert any(s.operator == "<" for s in pin), "pyhpke needs an upper bound (private _seq)"
+    assert version("pyhpke") in pin
+
+    key = PrivateKey.generate()
+    enc, sender = SUITE.create_sender_context(public_key_object(key.public_key), info=b"t")
+    frames = [sender.seal(b"first", b""), sender.seal(b"last", FINAL_AAD)]
+    recipient = SUITE.create_recipient_context(bytes(enc), key.kem_key, info=b"t")
+    assert recipient._seq == 0
+    # A frame tried under the wrong AAD first must not consume its nonce.
+    with pytest.raises(DecryptionFailed):
+        _open_in_sequence(recipient, frames[0], FINAL_AAD)
+    assert recipient._seq == 0
+    assert _open_in_sequence(recipient, frames[0], b"") == b"first"
+    with pytest.raises(DecryptionFailed):
+        _open_in_sequence(recipient, frames[1], b"")
+    assert _open_in_sequence(recipient, frames[1], FINAL_AAD) == b"last"
+    assert recipient._seq == 2

@@ -160,6 +160,22 @@ def check_statement(
     return statement, measurements
 
 
+def _log_entry(bundle_json: str) -> tuple[int, dt.datetime]:
+    """The log index and integration time of a loaded bundle's one transparency-log entry.
+
+    Read from ``Bundle.to_json()`` (the Sigstore bundle format's
+    ``verificationMaterial.tlogEntries``, int64 fields as JSON strings): sigstore 4 has no
+    public accessor for them and sigstore 3's ``LogEntry`` fields are gone in 4.
+    """
+    try:
+        (entry,) = json.loads(bundle_json)["verificationMaterial"]["tlogEntries"]
+        log_index = int(entry["logIndex"])
+        integrated = int(entry.get("integratedTime") or 0)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ReleaseError("bundle format", f"unreadable transparency-log entry: {exc}") from None
+    return log_index, dt.datetime.fromtimestamp(integrated, dt.UTC)
+
+
 def verify_release(
     bundle_json: bytes | str | dict[str, Any],
     *,
@@ -192,15 +208,15 @@ def verify_release(
     statement, measurements = check_statement(
         payload_type, payload, digest, f"release {repo}@{ref}"
     )
-    entry = bundle.log_entry._inner
+    log_index, integrated_time = _log_entry(bundle.to_json())
     subject = statement["subject"][0]
     return Release(
         repository=repo,
         issuer=issuer,
         identity=identity,
         ref=ref,
-        log_index=int(entry.log_index),
-        integrated_time=dt.datetime.fromtimestamp(int(entry.integrated_time or 0), dt.UTC),
+        log_index=log_index,
+        integrated_time=integrated_time,
         subject_name=str(subject.get("name", "")),
         subject_digest=str(subject["digest"]["sha256"]).lower(),
         predicate_type=statement["predicateType"],
