@@ -15,13 +15,15 @@ openai 1.x/2.x use httpx; openai 3.x uses httpx2 — both are supported.
 from __future__ import annotations
 
 import importlib
+import warnings
 from types import ModuleType
 from typing import Any
 
 import httpx
-from sealgate.protocol.modes import SEALGATE, Mode
+from sealgate.protocol.modes import Mode
 
-from .fleet import Fleet
+from .fleet import Fleet, gateway_root
+from .native import OHTTP, native_transport_classes
 from .policy import Policy
 from .transport import AsyncSealgateTransport, SealgateTransport
 from .verification import Verification
@@ -64,7 +66,10 @@ class SecureClient:
 
     Nothing is sent to an enclave whose evidence did not verify against ``policy``;
     with no verified enclave every request fails with ``NoVerifiedEnclave`` before
-    anything leaves the process.
+    anything leaves the process. ``mode`` is ``"ohttp"`` (default): the native mode, where
+    the whole request - method, path, headers including ``Authorization``, body - is
+    sealed (:mod:`.native`); or ``SEALGATE`` / ``EHBP``: the body-only modes (headers
+    cross the gateway in the clear, so secret headers are dropped).
     """
 
     def __init__(
@@ -72,13 +77,16 @@ class SecureClient:
         gateway_url: str,
         policy: Policy,
         *,
-        mode: Mode = SEALGATE,
+        mode: Mode | str = OHTTP,
         timeout: float = 120.0,
         max_attempts: int = 4,
         forward_secret_headers: bool = False,
         refresh_interval: float = 30.0,
     ) -> None:
-        self.gateway_url = gateway_url.rstrip("/")
+        root, note = gateway_root(gateway_url)
+        if note is not None:
+            warnings.warn(note, UserWarning, stacklevel=2)
+        self.gateway_url = root
         self.policy = policy
         self.timeout = timeout
         self._options: dict[str, Any] = {
@@ -86,21 +94,29 @@ class SecureClient:
             "max_attempts": max_attempts,
             "forward_secret_headers": forward_secret_headers,
         }
+        if mode == OHTTP:  # native mode: secret headers are sealed, so they are always kept
+            self._options = {"max_attempts": max_attempts}
+        self._native = mode == OHTTP
         self.fleet = Fleet(self.gateway_url, policy, refresh_interval=refresh_interval)
 
     def verify(self) -> list[Verification]:
-        """Fetch and verify the fleet now; the records of the enclaves that passed."""
+        """Fetch and verify the fleet now: a record for every listed enclave, verified or refused.
+
+        A refused enclave (``record.ok`` is false) never affects the others: requests go
+        to the verified ones. Raises :class:`FleetUnavailable` only when the directory as a
+        whole cannot be fetched or parsed.
+        """
         self.fleet.refresh()
-        return [e.verification for e in self.fleet.enclaves.values()]
+        return self.fleet.records()
 
     def transport(self, inner: Any = None, *, http: ModuleType = httpx) -> Any:
         """A synchronous sealing transport (for ``http.Client(transport=...)``)."""
-        sync, _ = _transport_classes(http)
+        sync, _ = native_transport_classes(http) if self._native else _transport_classes(http)
         return sync(self.fleet, inner, **self._options)
 
     def async_transport(self, inner: Any = None, *, http: ModuleType = httpx) -> Any:
         """An asynchronous sealing transport (for ``http.AsyncClient(transport=...)``)."""
-        _, async_ = _transport_classes(http)
+        _, async_ = native_transport_classes(http) if self._native else _transport_classes(http)
         return async_(self.fleet, inner, **self._options)
 
     def httpx_client(self, *, http: ModuleType = httpx, **kwargs: Any) -> Any:
@@ -121,7 +137,8 @@ class SecureClient:
 
         http = _openai_http_module()
         kwargs.setdefault("base_url", self.gateway_url + "/v1")
-        kwargs.setdefault("api_key", "sealgate")  # not sent: Authorization is dropped by default
+        # Sealed inside the request in the native mode; dropped by the body-only modes.
+        kwargs.setdefault("api_key", "sealgate")
         kwargs.setdefault("http_client", self.httpx_client(http=http))
         return openai.OpenAI(**kwargs)
 

@@ -36,7 +36,14 @@ from sealgate.protocol.problem import PROBLEMS, Problem
 from sealgate.protocol.request import RequestEncoder
 from sealgate.protocol.response import ResponseDecoder
 
-from .errors import ForwardingFailed, GatewayError, RequestNotSent, ResponseIntegrityError
+from .errors import (
+    ENCLAVE_ERROR_EXTENSION,
+    EnclaveError,
+    ForwardingFailed,
+    GatewayError,
+    RequestNotSent,
+    ResponseIntegrityError,
+)
 from .fleet import Fleet, VerifiedEnclave
 
 __all__ = ["SealgateTransport", "AsyncSealgateTransport", "ENCLAVE_HEADER"]
@@ -76,6 +83,33 @@ class _Retry:
     def __init__(self, action: str, delay: float = 0.0) -> None:
         self.action = action
         self.delay = delay
+
+
+class _ProblemCapture:
+    """Keeps a sealed error body (up to a cap) and, once it authenticated to its end, parses it."""
+
+    __slots__ = ("_data", "_over", "error")
+
+    def __init__(self, error: EnclaveError) -> None:
+        self.error = error
+        self._data = bytearray()
+        self._over = False
+
+    def feed(self, plaintext: bytes) -> None:
+        if self._over:
+            return
+        self._data += plaintext
+        if len(self._data) > _MAX_PLAINTEXT_ERROR:
+            self._over = True
+            self._data = bytearray()
+
+    def finish(self) -> None:
+        if self._over or not self._data:
+            return
+        try:
+            self.error.problem = Problem.from_bytes(bytes(self._data))
+        except MalformedProblem:
+            self.error.problem = None
 
 
 class _Core:
@@ -130,14 +164,26 @@ class _Core:
         )
 
     def opened_response(
-        self, http: ModuleType, response: Any, attempt: _Attempt, stream: Any
+        self, http: ModuleType, response: Any, attempt: _Attempt, stream_class: type, nonce: str
     ) -> Any:
-        """The response the caller sees: plaintext headers and a decrypting body stream."""
+        """The response the caller sees: plaintext headers and a decrypting body stream.
+
+        An error status comes with an :class:`EnclaveError` in its extensions, whose
+        problem document is filled in once the body authenticated to its end.
+        """
+        extensions = dict(response.extensions)
+        capture = None
+        if response.status_code >= 400:
+            error = EnclaveError(response.status_code, attempt.enclave.id)
+            extensions[ENCLAVE_ERROR_EXTENSION] = error
+            content_type = response.headers.get("content-type", "").split(";")[0].strip()
+            if content_type == PROBLEM_MEDIA_TYPE:
+                capture = _ProblemCapture(error)
         return http.Response(
             response.status_code,
             headers=self.response_headers(response.headers, attempt),
-            stream=stream,
-            extensions=response.extensions,
+            stream=stream_class(response, self.decoder(attempt, nonce), capture),
+            extensions=extensions,
         )
 
     def decoder(self, attempt: _Attempt, nonce: str) -> ResponseDecoder:
@@ -203,7 +249,7 @@ class _Core:
         if retry.action == "refresh":
             self.fleet.key_unknown()
         elif retry.action == "rotated":
-            self.fleet.key_rotated(attempt.key)
+            self.fleet.key_rotated(attempt.key, attempt.enclave.id)
         elif retry.action in ("down", "busy"):
             self.fleet.enclave_down(attempt.enclave.id, retry.delay or 1.0)
 
@@ -236,17 +282,24 @@ def _stream_classes(http: ModuleType) -> tuple[type, type]:
     core_error = ResponseIntegrityError
 
     class Decrypting(http.SyncByteStream):  # type: ignore[name-defined,misc]
-        def __init__(self, response: Any, decoder: ResponseDecoder) -> None:
+        def __init__(
+            self, response: Any, decoder: ResponseDecoder, capture: _ProblemCapture | None
+        ) -> None:
             self._response = response
             self._decoder = decoder
+            self._capture = capture
 
         def __iter__(self) -> Iterator[bytes]:
             try:
                 for chunk in self._response.stream:
                     for plaintext in self._decoder.push(chunk):
                         if plaintext:
+                            if self._capture is not None:
+                                self._capture.feed(plaintext)
                             yield plaintext
                 self._decoder.finish()
+                if self._capture is not None:
+                    self._capture.finish()
             except ProtocolError as exc:
                 raise core_error(f"encrypted response failed verification: {exc.message}") from None
             finally:
@@ -256,17 +309,24 @@ def _stream_classes(http: ModuleType) -> tuple[type, type]:
             self._response.close()
 
     class AsyncDecrypting(http.AsyncByteStream):  # type: ignore[name-defined,misc]
-        def __init__(self, response: Any, decoder: ResponseDecoder) -> None:
+        def __init__(
+            self, response: Any, decoder: ResponseDecoder, capture: _ProblemCapture | None
+        ) -> None:
             self._response = response
             self._decoder = decoder
+            self._capture = capture
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
             try:
                 async for chunk in self._response.stream:
                     for plaintext in self._decoder.push(chunk):
                         if plaintext:
+                            if self._capture is not None:
+                                self._capture.feed(plaintext)
                             yield plaintext
                 self._decoder.finish()
+                if self._capture is not None:
+                    self._capture.finish()
             except ProtocolError as exc:
                 raise core_error(f"encrypted response failed verification: {exc.message}") from None
             finally:
@@ -304,15 +364,14 @@ class SealgateTransport(httpx.BaseTransport):
             )
             nonce = response.headers.get(self._core.mode.response_nonce_header)
             if nonce is not None:
+                sync_stream, _ = _stream_classes(self._http)
                 try:
-                    decoder = self._core.decoder(attempt, nonce)
+                    return self._core.opened_response(
+                        self._http, response, attempt, sync_stream, nonce
+                    )
                 except ResponseIntegrityError:
                     response.close()
                     raise
-                sync_stream, _ = _stream_classes(self._http)
-                return self._core.opened_response(
-                    self._http, response, attempt, sync_stream(response, decoder)
-                )
             raw = _read_capped(response)
             retry = self._core.refusal(
                 response.status_code, response.headers, raw, attempt, exclude
@@ -356,15 +415,14 @@ class AsyncSealgateTransport(httpx.AsyncBaseTransport):
             )
             nonce = response.headers.get(self._core.mode.response_nonce_header)
             if nonce is not None:
+                _, async_stream = _stream_classes(self._http)
                 try:
-                    decoder = self._core.decoder(attempt, nonce)
+                    return self._core.opened_response(
+                        self._http, response, attempt, async_stream, nonce
+                    )
                 except ResponseIntegrityError:
                     await response.aclose()
                     raise
-                _, async_stream = _stream_classes(self._http)
-                return self._core.opened_response(
-                    self._http, response, attempt, async_stream(response, decoder)
-                )
             raw = await _aread_capped(response)
             retry = self._core.refusal(
                 response.status_code, response.headers, raw, attempt, exclude

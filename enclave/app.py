@@ -4,6 +4,8 @@
   clients read), ``application/ohttp-keys``.
 * ``GET /.well-known/ohttp-keys`` — the RFC 9458 §3.2 list of every active key.
 * ``GET /.well-known/sealgate-attestation[?nonce=<64 hex>]`` — the attestation document.
+* ``GET /.well-known/ohttp-gateway`` — the key list again (RFC 9540); ``POST`` a
+  native-mode request (chunked OHTTP + Binary HTTP, :mod:`sealgate.enclave.native`).
 * ``GET /healthz`` and ``GET /metrics`` — plaintext, no secrets.
 * anything else — decrypted, forwarded to the engine, and the answer encrypted back.
 """
@@ -32,6 +34,7 @@ from .config import EnclaveConfig
 from .engines import Engine
 from .keyring import KeyRing
 from .metrics import EnclaveMetrics
+from .native import GATEWAY_PATH, NativeGateway
 from .sealed import SealedProxy
 
 __all__ = ["create_app", "Enclave"]
@@ -88,8 +91,12 @@ def create_app(
         rate=config.attestation_rate,
         burst=config.attestation_burst,
         concurrency=config.attestation_concurrency,
+        batch_window=config.attestation_batch_window,
+        batch_size=config.attestation_batch_size,
+        batch_queue=config.attestation_batch_queue,
     )
     proxy = SealedProxy(config, keyring, engine, metrics)
+    native = NativeGateway(proxy)
 
     async def hpke_keys(request: Request) -> Response:
         return Response(
@@ -138,6 +145,7 @@ def create_app(
                 "platform": attester.platform,
                 "keys": [k.fingerprint for k in keyring.active()],
                 "in_flight": proxy.in_flight,
+                "receiving": proxy.receiving,
                 "load": round(proxy.in_flight / config.max_concurrent_requests, 4),
             },
             headers={"cache-control": "no-store"},
@@ -166,6 +174,7 @@ def create_app(
             Route(ATTESTATION_PATH, attestation_document, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route(GATEWAY_PATH, native, methods=["GET", "POST"]),
             Mount("/", app=proxy),
         ],
         lifespan=lifespan,

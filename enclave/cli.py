@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 from pathlib import Path
 
 import click
@@ -55,6 +56,33 @@ def _tls_key_hash(path: Path | None) -> bytes | None:
     return hashlib.sha256(spki).digest()
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the server socket here, so the port we print is the bound one (``--port 0``)."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(2048)  # connectable from now on: clients queue until uvicorn accepts
+        except OSError:
+            sock.close()
+            raise
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host} port {port}: {exc.strerror or exc}; "
+            "choose another --host or --port"
+        ) from None
+    return sock
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def _plaintext_path(value: str) -> tuple[str, str]:
     method, _, path = value.strip().partition(" ")
     if not method or not path.startswith("/"):
@@ -64,7 +92,13 @@ def _plaintext_path(value: str) -> tuple[str, str]:
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=int,
+    help="Port to listen on; 0 picks a free one.",
+)
 @click.option(
     "--attester",
     type=click.Choice(["software", "sev-snp", "tdx"]),
@@ -134,6 +168,34 @@ def _plaintext_path(value: str) -> tuple[str, str]:
 )
 @click.option("--max-concurrent", type=int, default=128, show_default=True)
 @click.option("--max-body-size", type=int, default=32 * 1024 * 1024, show_default=True)
+@click.option(
+    "--body-timeout",
+    type=_Duration(),
+    default="30s",
+    show_default=True,
+    help="408 when a request body sends nothing for this long.",
+)
+@click.option(
+    "--body-deadline",
+    type=_Duration(),
+    default="5m",
+    show_default=True,
+    help="408 when a request body is not complete this long after its head.",
+)
+@click.option(
+    "--body-min-rate",
+    type=click.FloatRange(min=0),
+    default=1024.0,
+    show_default=True,
+    help="408 when a body averages fewer bytes/second after 10 s (0: no minimum).",
+)
+@click.option(
+    "--max-buffered-body-bytes",
+    type=click.IntRange(min=1),
+    default=1024 * 1024 * 1024,
+    show_default=True,
+    help="Request body bytes held at once over all requests (503 above it).",
+)
 @click.option("--log-level", default="info", show_default=True)
 def enclave(
     host: str,
@@ -152,6 +214,10 @@ def enclave(
     tls_public_key: Path | None,
     max_concurrent: int,
     max_body_size: int,
+    body_timeout: float,
+    body_deadline: float,
+    body_min_rate: float,
+    max_buffered_body_bytes: int,
     log_level: str,
 ) -> None:
     """Run an enclave: attested HPKE keys, decrypt, forward to the engine, encrypt back."""
@@ -181,21 +247,30 @@ def enclave(
         plaintext_paths=frozenset(_plaintext_path(p) for p in plaintext),
         max_concurrent_requests=max_concurrent,
         max_body_size=max_body_size,
+        body_timeout=body_timeout,
+        body_deadline=body_deadline,
+        body_min_rate=body_min_rate,
+        max_buffered_body_bytes=max_buffered_body_bytes,
         rotate_keys_every=rotate_keys_every,
         key_grace=key_grace,
     )
     built = create_app(backend, chosen, config, tls_key_hash=_tls_key_hash(tls_public_key))
+    sock = _listen(host, port)
     for name, value in backend.describe().items():
         click.echo(f"{name}: {value}")
     click.echo(f"key: {built.keyring.current.fingerprint}")
     click.echo(f"engine: {chosen.description}")
-    click.echo(f"listening: http://{host}:{port}", err=False)
-    uvicorn.run(
-        built.app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=False,
-        timeout_keep_alive=30,
-        lifespan="on",
+    click.echo(f"listening: {_url(sock)}")
+    server = uvicorn.Server(
+        uvicorn.Config(
+            built.app,
+            log_level=log_level,
+            access_log=False,
+            timeout_keep_alive=30,
+            lifespan="on",
+        )
     )
+    with sock:
+        server.run(sockets=[sock])
+    if not server.started:
+        raise click.ClickException("the enclave server did not start; see the log above")

@@ -10,6 +10,8 @@ from sealgate.protocol.problem import MEDIA_TYPE, Problem
 
 __all__ = ["Receive", "Send", "Scope", "send_problem", "forwardable_request_headers", "HOP_BY_HOP"]
 
+_NOT_FORWARDED = frozenset({b"host", b"content-length", b"expect", b"accept-encoding"})
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -37,13 +39,22 @@ async def send_problem(
 def forwardable_request_headers(
     headers: Iterable[tuple[bytes, bytes]], content_length: int
 ) -> list[tuple[bytes, bytes]]:
-    """Headers for the engine: no hop-by-hop, host, length or encapsulation headers."""
+    """Headers for the engine: no hop-by-hop, host, length or encapsulation headers, and
+    ``Accept-Encoding: identity`` whatever the client accepts.
+
+    The client's Accept-Encoding describes the sealed body it receives, not the engine's
+    answer, and compressing a response before sealing it would leak how well its secrets
+    compress next to attacker-chosen text through the ciphertext length (CRIME/BREACH). So
+    the engine is asked for identity, and whatever it compresses anyway is decoded before
+    sealing (:func:`sealgate.enclave.engines.encoding.identity_body`).
+    """
     kept = [
         (name, value)
         for name, value in headers
         if name not in HOP_BY_HOP
-        and name not in (b"host", b"content-length", b"expect")
+        and name not in _NOT_FORWARDED
         and not name.startswith(ENCAPSULATION_PREFIXES)
     ]
     kept.append((b"content-length", str(content_length).encode()))
+    kept.append((b"accept-encoding", b"identity"))
     return kept

@@ -26,13 +26,24 @@ class EnclaveMetrics:
         )
         self.active_streams = Gauge(
             "sealgate_enclave_active_streams",
-            "Sealed requests in flight.",
+            "Requests holding an engine slot (body complete, engine exchange running).",
+            registry=self.registry,
+        )
+        self.receiving_bodies = Gauge(
+            "sealgate_enclave_receiving_bodies",
+            "Requests whose body is still arriving (they hold no engine slot).",
             registry=self.registry,
         )
         self.upstream_latency = Histogram(
             "sealgate_enclave_upstream_latency_seconds",
             "Time from forwarding a request to the engine's response headers.",
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.replays = Counter(
+            "sealgate_enclave_replays",
+            "Native-mode requests refused by the replay guard (replayed, stale, cache_full).",
+            ["reason"],
             registry=self.registry,
         )
         self.key_rotations = Counter(

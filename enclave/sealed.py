@@ -5,8 +5,17 @@ as it arrives, but forwarded only once it is complete and authenticated (in seal
 mode: its final frame opened), so the engine never sees a truncated or tampered
 prompt. The engine's response is sealed and sent frame by frame as it is produced.
 
+A request takes one of the ``max_concurrent_requests`` engine slots only once its body
+is complete and authenticated: anyone can build a valid sealed head from a public key,
+so a slow body must not be able to occupy the engine. While receiving, a body is held
+to an idle timeout, a total deadline and a minimum average rate (408), and every body
+held counts against one byte budget (503), which bounds their memory.
+
 Failures before a response key exists are plaintext problems (400/403/408/413/422/503);
-after it, engine failures are *encrypted* problems (502/504) the client can trust.
+after it, engine failures are *encrypted* problems (502/504) the client can trust. A 408
+is sealed whenever the response key is already known. 503 overloaded stays plaintext
+even after decryption: the engine never saw the request, and clients retry a plaintext
+overloaded refusal on another enclave.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from sealgate.protocol.suites import ENC_SIZE
 
 from .config import EnclaveConfig
 from .engines import Engine, EngineError, EngineTimeout
+from .engines.encoding import identity_body
 from .http import Receive, Scope, Send, forwardable_request_headers, send_problem
 from .keyring import KeyRing
 from .metrics import EnclaveMetrics
@@ -41,15 +51,20 @@ _RESPONSE_HEADERS_KEPT = frozenset({b"content-type"})
 
 
 class _Refused(Exception):
-    """Stop handling and answer with ``problem`` (plaintext: no response key exists yet)."""
+    """Stop handling and answer with ``problem``: sealed with ``encoder`` if set, else plaintext."""
 
     def __init__(
-        self, problem: Problem, outcome: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+        self,
+        problem: Problem,
+        outcome: str,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+        encoder: ResponseEncoder | None = None,
     ):
         super().__init__(problem.title)
         self.problem = problem
         self.outcome = outcome
         self.headers = headers
+        self.encoder = encoder
 
 
 class _ClientGone(Exception):
@@ -76,6 +91,7 @@ class _Exchange:
     outcome: str = "ok"
     bytes_in: int = 0
     bytes_out: int = 0
+    buffered: int = 0  # bytes of this request counted in the proxy's body budget
     sent_all: bool = False  # the last body message was handed to the server
 
 
@@ -90,10 +106,23 @@ class SealedProxy:
         self.engine = engine
         self.metrics = metrics
         self._in_flight = 0
+        self._receiving = 0
+        self._buffered = 0
 
     @property
     def in_flight(self) -> int:
+        """Requests holding an engine slot (body complete, exchange with the engine running)."""
         return self._in_flight
+
+    @property
+    def receiving(self) -> int:
+        """Requests whose body is still arriving (they hold no engine slot)."""
+        return self._receiving
+
+    @property
+    def buffered_body_bytes(self) -> int:
+        """Request body bytes held now, counted against ``max_buffered_body_bytes``."""
+        return self._buffered
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # pragma: no cover - lifespan/websocket are not routed here
@@ -103,29 +132,40 @@ class SealedProxy:
         exchange = _Exchange(mode.name if mode else "plaintext")
         started = time.perf_counter()
         try:
-            if self._in_flight >= self.config.max_concurrent_requests:
-                raise _Refused(
-                    PROBLEMS.OVERLOADED("the enclave is at its concurrency limit"),
-                    "overloaded",
-                    ((b"retry-after", str(self.config.retry_after).encode()),),
-                )
+            self._check_engine_capacity()  # refuse early, before any body is read
+            self._receiving += 1
+            self.metrics.receiving_bodies.inc()
+            encoder: ResponseEncoder | _Identity
+            try:
+                if mode is None:
+                    body, encoder = await self._receive_plaintext(scope, receive, exchange)
+                else:
+                    body, encoder = await self._receive_sealed(scope, receive, mode, exchange)
+            finally:
+                self._receiving -= 1
+                self.metrics.receiving_bodies.dec()
+            # Only now, with the body complete and authenticated, take an engine slot.
+            self._check_engine_capacity()
             self._in_flight += 1
             self.metrics.active_streams.inc()
             try:
-                if mode is None:
-                    await self._plaintext(scope, receive, send, exchange)
-                else:
-                    await self._sealed(scope, receive, send, mode, exchange)
+                await self._forward(
+                    scope, receive, send, body, encoder, exchange, sealed=mode is not None
+                )
             finally:
                 self._in_flight -= 1
                 self.metrics.active_streams.dec()
         except _Refused as refusal:
             exchange.outcome = refusal.outcome
             exchange.status = refusal.problem.status
-            await send_problem(send, refusal.problem, extra_headers=refusal.headers)
+            if refusal.encoder is None:
+                await send_problem(send, refusal.problem, extra_headers=refusal.headers)
+            else:
+                await _send_sealed_problem(send, refusal.problem, refusal.encoder)
         except _ClientGone:
             exchange.outcome = "client_disconnected"
         finally:
+            self._buffered -= exchange.buffered
             self.metrics.requests.labels(exchange.mode, exchange.outcome).inc()
             log.info(
                 "mode=%s key=%s status=%s outcome=%s in=%d out=%d ms=%.1f",
@@ -138,7 +178,20 @@ class SealedProxy:
                 (time.perf_counter() - started) * 1000,
             )
 
-    async def _plaintext(self, scope: Scope, receive: Receive, send: Send, ex: _Exchange) -> None:
+    def _check_engine_capacity(self) -> None:
+        if self._in_flight >= self.config.max_concurrent_requests:
+            raise _Refused(
+                PROBLEMS.OVERLOADED("the enclave is at its concurrency limit"),
+                "overloaded",
+                self._retry_after(),
+            )
+
+    def _retry_after(self) -> tuple[tuple[bytes, bytes], ...]:
+        return ((b"retry-after", str(self.config.retry_after).encode()),)
+
+    async def _receive_plaintext(
+        self, scope: Scope, receive: Receive, ex: _Exchange
+    ) -> tuple[bytes, _Identity]:
         if (scope["method"], scope["path"]) not in self.config.plaintext_paths:
             raise _Refused(
                 PROBLEMS.PLAINTEXT_REFUSED(
@@ -149,11 +202,11 @@ class SealedProxy:
             )
         body = bytearray()
         await self._read_body(receive, body.extend, ex)
-        await self._forward(scope, receive, send, bytes(body), _Identity(), ex, sealed=False)
+        return bytes(body), _Identity()
 
-    async def _sealed(
-        self, scope: Scope, receive: Receive, send: Send, mode: Mode, ex: _Exchange
-    ) -> None:
+    async def _receive_sealed(
+        self, scope: Scope, receive: Receive, mode: Mode, ex: _Exchange
+    ) -> tuple[bytes, ResponseEncoder]:
         headers = _header_values(scope)
         try:
             enc = parse_hex_header(
@@ -186,36 +239,54 @@ class SealedProxy:
                             f"decrypted body exceeds {self.config.max_body_size} bytes"
                         )
 
-            await self._read_body(receive, take, ex)
+            try:
+                await self._read_body(receive, take, ex)
+            except _Refused as refusal:
+                # A timeout is answered sealed once the response key is known: the request
+                # names its key (sealgate mode), or a frame already opened under one (EHBP).
+                key_known = mode.key_id_header is not None or decoder.frames_opened > 0
+                if refusal.outcome == "timeout" and key_known:
+                    refusal.encoder = decoder.response_encoder()
+                raise
             decoder.finish()
         except ProtocolError as error:
             self.metrics.decryption_failures.labels(type(error).__name__).inc()
             raise _Refused(_problem_for(error), _outcome_for(error)) from None
         if mode.key_id_header is None:
             ex.key = decoder.key.key_config().fingerprint
-        encoder = decoder.response_encoder()
-        await self._forward(scope, receive, send, bytes(plaintext), encoder, ex, sealed=True)
+        return bytes(plaintext), decoder.response_encoder()
 
     async def _read_body(
         self, receive: Receive, take: Callable[[bytes], None], ex: _Exchange
     ) -> None:
+        """Feed body chunks to ``take`` until the body ends, within the time and byte limits."""
+        config = self.config
+        started = last = time.monotonic()
         while True:
+            deadline, reason = _body_deadline(config, started, last, ex.bytes_in)
             try:
-                message = await asyncio.wait_for(receive(), self.config.body_timeout)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                message = await asyncio.wait_for(receive(), remaining)
             except TimeoutError:
-                raise _Refused(
-                    PROBLEMS.REQUEST_TIMEOUT(
-                        f"no request body data for {self.config.body_timeout:g} seconds"
-                    ),
-                    "timeout",
-                ) from None
+                raise _Refused(PROBLEMS.REQUEST_TIMEOUT(reason), "timeout") from None
+            last = time.monotonic()
             if message["type"] == "http.disconnect":
                 raise _ClientGone
             chunk = message.get("body", b"")
             ex.bytes_in += len(chunk)
-            if ex.bytes_in > self.config.max_body_size + self.config.max_frame_size:
+            if ex.bytes_in > config.max_body_size + config.max_frame_size:
                 raise _Refused(PROBLEMS.BODY_TOO_LARGE("request body is too large"), "too_large")
             if chunk:
+                ex.buffered += len(chunk)
+                self._buffered += len(chunk)
+                if self._buffered > config.max_buffered_body_bytes:
+                    raise _Refused(
+                        PROBLEMS.OVERLOADED("the enclave holds too many request bodies"),
+                        "overloaded",
+                        self._retry_after(),
+                    )
                 take(chunk)
             if not message.get("more_body", False):
                 return
@@ -300,8 +371,10 @@ class SealedProxy:
                 ]
                 if sealed:
                     kept.append((b"cache-control", b"no-store"))
+                # Content-Encoding is not forwarded: what is sealed must be identity.
+                chunks = identity_body(response.headers, response.body)
                 await start(response.status, kept)
-                async for chunk in response.body:
+                async for chunk in chunks:
                     await emit(encoder.push(chunk), True)
                 await emit(encoder.finish(), False)
                 ex.outcome = "ok" if response.status < 400 else f"engine_{response.status}"
@@ -323,6 +396,43 @@ class SealedProxy:
                 await emit(b"", False)
                 return
             raise  # EHBP and plaintext have no end marker: abort the connection instead
+
+
+def _body_deadline(
+    config: EnclaveConfig, started: float, last: float, received: int
+) -> tuple[float, str]:
+    """When a body still arriving times out, and why.
+
+    The earliest of: its idle timeout, its total deadline, and the moment its average
+    rate since the head falls below the minimum (never before the grace period).
+    """
+    limits = [
+        (last + config.body_timeout, f"no request body data for {config.body_timeout:g} seconds"),
+        (
+            started + config.body_deadline,
+            f"the request body was not complete within {config.body_deadline:g} seconds",
+        ),
+    ]
+    if config.body_min_rate > 0:
+        # received / elapsed < rate  <=>  elapsed > received / rate
+        at = started + max(config.body_min_rate_grace, received / config.body_min_rate)
+        limits.append(
+            (at, f"the request body arrived slower than {config.body_min_rate:g} bytes/second")
+        )
+    return min(limits)
+
+
+async def _send_sealed_problem(send: Send, problem: Problem, encoder: ResponseEncoder) -> None:
+    """A complete problem response sealed to the request, so the client can trust it."""
+    body = encoder.finish(problem.to_bytes())
+    headers = [
+        (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        *((k.lower().encode(), v.encode()) for k, v in encoder.headers.items()),
+    ]
+    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def _header_values(scope: Scope) -> dict[str, list[str]]:

@@ -59,6 +59,13 @@ class PROBLEMS:
     UPSTREAM_UNAVAILABLE = _sealgate("upstream-unavailable", "inference engine unavailable", 502)
     UPSTREAM_TIMEOUT = _sealgate("upstream-timeout", "inference engine timed out", 504)
     HTTP_VERSION = _sealgate("http-version", "only HTTP/1.1 is supported", 505)
+    REPLAYED_REQUEST = _sealgate(
+        "replayed-request", "this sealed request was already received; seal it anew", 400
+    )
+    #: RFC 9458 §6.9.2: the answer carries the enclave's clock in a ``Date`` field.
+    STALE_REQUEST = _sealgate(
+        "stale-request", "request date outside the replay window; correct the clock, re-seal", 400
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,579 @@
+"""The native mode: chunked Oblivious HTTP carrying Binary HTTP, at ``/.well-known/ohttp-gateway``.
+
+The outer request is ``POST /.well-known/ohttp-gateway`` (RFC 9540's name) with
+``Content-Type: message/ohttp-chunked-req`` (draft-ietf-ohai-chunked-ohttp-08) or
+``message/ohttp-req`` (RFC 9458 one-shot) and ``Sealgate-Key-Id`` for the gateway's
+routing. Method, target, every application header and the body travel inside, as a
+Binary HTTP request (RFC 9292); the answer is always an outer 200 whose sealed body
+holds the real status, headers and content, so the gateway sees neither.
+
+Order of checks, so nothing is forwarded that should not be:
+
+1. before decapsulation (bad outer request, unknown key): plaintext problem, 4xx;
+2. as soon as the inner head is authenticated: the replay guard (RFC 9458 §6.9) on the
+   encapsulated key and the inner ``Date``, then the route allow-list;
+3. the body completes (deadlines and byte budget of :class:`SealedProxy`), then an
+   engine slot is taken and the request forwarded.
+
+Every refusal after step 1 is a *sealed* problem, so the gateway can neither read nor
+forge it. The response head and each server-sent-events piece are separate sealed
+chunks padded to ``chunk_bucket`` (:mod:`sealgate.protocol.padding`); other bodies go
+in the final chunk. An engine failure mid-stream ends the outer body without the final
+chunk, which the client detects as truncation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+from urllib.parse import unquote
+
+from sealgate.protocol.bhttp import (
+    Data,
+    EndOfMessage,
+    Field,
+    Limits,
+    MessageDecoder,
+    RequestHead,
+    StreamEncoder,
+)
+from sealgate.protocol.errors import (
+    FrameTooLarge,
+    ProtocolError,
+    ReplayedRequest,
+    UnknownKey,
+)
+from sealgate.protocol.hpke import PrivateKey
+from sealgate.protocol.keyconfig import KeyConfig
+from sealgate.protocol.ohttp import (
+    CHUNKED_REQUEST_MEDIA_TYPE,
+    CHUNKED_RESPONSE_MEDIA_TYPE,
+    REQUEST_MEDIA_TYPE,
+    RESPONSE_MEDIA_TYPE,
+    ChunkedRequestOpener,
+    ChunkedResponseSealer,
+    OneShotServer,
+)
+from sealgate.protocol.padding import SsePadder, padded_field, padding_to
+from sealgate.protocol.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
+from sealgate.protocol.problem import PROBLEMS, Problem
+from sealgate.protocol.replay import ReplayCacheFull, ReplayGuard, StaleRequest, http_date
+
+from .engines import EngineError, EngineTimeout
+from .engines.encoding import identity_body
+from .http import HOP_BY_HOP, Receive, Scope, Send, forwardable_request_headers, send_problem
+from .sealed import SealedProxy, _ClientGone, _Exchange, _problem_for, _Refused
+
+__all__ = ["GATEWAY_PATH", "NativeGateway"]
+
+log = logging.getLogger("sealgate.enclave.access")
+
+GATEWAY_PATH = "/.well-known/ohttp-gateway"
+
+# The enclave returns identity bodies with its own framing; these never go inside.
+#: The key lookup of one request (see :data:`sealgate.protocol.ohttp.KeyLookup`).
+ActiveKeyLike = Callable[[int], "tuple[KeyConfig, PrivateKey] | None"]
+
+_RESPONSE_DROPPED = HOP_BY_HOP | {b"content-length", b"content-encoding"}
+
+
+class _SealedRefusal(Exception):
+    """Answer with ``problem`` sealed to the request (the response key exists)."""
+
+    def __init__(self, problem: Problem, outcome: str, headers: tuple[Field, ...] = ()) -> None:
+        super().__init__(problem.title)
+        self.problem = problem
+        self.outcome = outcome
+        self.headers = headers
+
+
+class _Writer(Protocol):
+    """Turns an inner response into outer body bytes (chunked or one-shot)."""
+
+    streams: bool
+
+    def head(self, head: bytes) -> bytes: ...
+
+    def piece(self, data: bytes) -> bytes: ...
+
+    def final(self, data: bytes) -> bytes: ...
+
+
+class _ChunkedWriter:
+    """Nonce before the first chunk; head and SSE pieces as chunks; the rest in the final one."""
+
+    streams = True
+
+    def __init__(self, sealer: ChunkedResponseSealer) -> None:
+        self._sealer = sealer
+        self._started = False
+
+    def _start(self) -> bytes:
+        if self._started:
+            return b""
+        self._started = True
+        return self._sealer.start()
+
+    def head(self, head: bytes) -> bytes:
+        return self._start() + self._sealer.seal(head)
+
+    def piece(self, data: bytes) -> bytes:
+        return self._start() + self._sealer.seal(data)
+
+    def final(self, data: bytes) -> bytes:
+        return self._start() + self._sealer.seal_final(data)
+
+
+class _OneShotWriter:
+    """RFC 9458: the whole BHTTP response is sealed at once, at the end."""
+
+    streams = False
+
+    def __init__(self, server: OneShotServer) -> None:
+        self._server = server
+        self._plaintext = bytearray()
+
+    def head(self, head: bytes) -> bytes:
+        self._plaintext += head
+        return b""
+
+    def piece(self, data: bytes) -> bytes:
+        self._plaintext += data
+        return b""
+
+    def final(self, data: bytes) -> bytes:
+        self._plaintext += data
+        return self._server.seal_response(bytes(self._plaintext))
+
+
+def route_allowed(routes: tuple[tuple[str, str], ...], method: str, path: str) -> Problem | None:
+    """None if ``method path`` is on the allow-list, else the 404 or 405 problem to seal."""
+    decoded = unquote(path.split("?", 1)[0])
+    segments = decoded.split("/")
+    if not decoded.startswith("/") or any(s in (".", "..") for s in segments) or "\\" in decoded:
+        return PROBLEMS.NOT_FOUND("the inner request path is not an allowed endpoint")
+    allowed: list[str] = []
+    for allowed_method, pattern in routes:
+        if pattern.endswith("/"):
+            rest = decoded[len(pattern) :] if decoded.startswith(pattern) else ""
+            matches = bool(rest) and "/" not in rest
+        else:
+            matches = decoded == pattern
+        if matches:
+            if allowed_method == method:
+                return None
+            allowed.append(allowed_method)
+    if allowed:
+        return PROBLEMS.METHOD_NOT_ALLOWED(
+            f"{method} is not allowed on {decoded}; allowed: {', '.join(sorted(set(allowed)))}"
+        )
+    return PROBLEMS.NOT_FOUND(f"{decoded} is not an endpoint this enclave forwards")
+
+
+def _head_bytes(status: int, headers: list[Field], bucket: int) -> bytes:
+    """An indeterminate-length response head, padded to ``bucket`` with ``sealgate-padding``."""
+    size = len(StreamEncoder().response_head(status, headers))
+    padding = padded_field(size, bucket)
+    return StreamEncoder().response_head(status, headers + ([padding] if padding else []))
+
+
+def _tail_bytes(encoder: StreamEncoder, rest: bytes, bucket: int) -> bytes:
+    """The last content, the content terminator and zero padding up to ``bucket``."""
+    data = encoder.data(rest)
+    end = encoder.end()
+    return data + end + bytes(padding_to(len(data) + len(end), bucket))
+
+
+def whole_response(
+    writer: _Writer, status: int, headers: list[Field], body: bytes, bucket: int
+) -> bytes:
+    """A complete inner response (head chunk + final chunk) as outer body bytes."""
+    encoder = StreamEncoder()
+    head = _head_bytes(status, headers, bucket)
+    encoder.response_head(status, headers)  # advance the state; the bytes are ``head``
+    return writer.head(head) + writer.final(_tail_bytes(encoder, body, bucket))
+
+
+def _problem_response(writer: _Writer, refusal: _SealedRefusal, bucket: int) -> bytes:
+    headers: list[Field] = [
+        (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+        (b"cache-control", b"no-store"),
+        *refusal.headers,
+    ]
+    return whole_response(
+        writer, refusal.problem.status, headers, refusal.problem.to_bytes(), bucket
+    )
+
+
+class _Inner:
+    """Decapsulates and decodes one inner request as its body arrives."""
+
+    def __init__(self, gateway: NativeGateway, chunked: bool, route_key: ActiveKeyLike) -> None:
+        self.gateway = gateway
+        config = gateway.proxy.config
+        self.chunked = chunked
+        self.opener = ChunkedRequestOpener(route_key, max_chunk=config.max_frame_size)
+        self.one_shot: OneShotServer | None = None
+        self._raw = bytearray()
+        self.decoder = MessageDecoder(request=True, limits=Limits(max_content=config.max_body_size))
+        self.head: RequestHead | None = None
+        self.body = bytearray()
+        self._route_key = route_key
+
+    @property
+    def decapsulated(self) -> bool:
+        if self.chunked:
+            return self.opener.key_config is not None
+        return self.one_shot is not None
+
+    @property
+    def enc(self) -> bytes:
+        if self.chunked:
+            header = self.opener.header
+        else:
+            header = self.one_shot.header if self.one_shot is not None else None
+        assert header is not None
+        return header.enc
+
+    def writer(self) -> _Writer:
+        if self.chunked:
+            return _ChunkedWriter(self.opener.response_sealer())
+        assert self.one_shot is not None
+        return _OneShotWriter(self.one_shot)
+
+    def take(self, chunk: bytes) -> None:
+        if not self.chunked:
+            self._raw += chunk  # RFC 9458 one-shot: opened once the body is complete
+            return
+        for plaintext in self.opener.push(chunk):
+            self._decode(plaintext)
+
+    def finish(self) -> None:
+        if self.chunked:
+            self._decode(self.opener.finish())
+        else:
+            self.one_shot = OneShotServer(bytes(self._raw), self._route_key)
+            self._decode(self.one_shot.request)
+        for event in self.decoder.finish():
+            self._event(event)
+
+    def _decode(self, plaintext: bytes) -> None:
+        for event in self.decoder.push(plaintext):
+            self._event(event)
+
+    def _event(self, event: object) -> None:
+        if isinstance(event, RequestHead):
+            self.head = event
+            self.gateway.admit(self, event)
+        elif isinstance(event, Data):
+            self.body += event.data
+        elif isinstance(event, EndOfMessage):
+            pass
+
+
+class NativeGateway:
+    """ASGI app for ``/.well-known/ohttp-gateway``: GET the key list, POST a sealed request."""
+
+    def __init__(self, proxy: SealedProxy) -> None:
+        self.proxy = proxy
+        config = proxy.config
+        self.guard = ReplayGuard(config.replay_window, config.replay_capacity)
+        self.clock: Callable[[], float] = time.time
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # pragma: no cover - only http is routed here
+            return
+        if scope["method"] == "GET":
+            await _send_keys(send, self.proxy.keyring.encoded_configs())
+            return
+        ex = _Exchange("ohttp")
+        started = time.perf_counter()
+        proxy = self.proxy
+        try:
+            await self._handle(scope, receive, send, ex)
+        except _Refused as refusal:  # before decapsulation: plaintext
+            ex.outcome = refusal.outcome
+            ex.status = refusal.problem.status
+            await send_problem(send, refusal.problem, extra_headers=refusal.headers)
+        except _ClientGone:
+            ex.outcome = "client_disconnected"
+        finally:
+            proxy._buffered -= ex.buffered
+            proxy.metrics.requests.labels(ex.mode, ex.outcome).inc()
+            log.info(
+                "mode=%s key=%s status=%s outcome=%s in=%d out=%d ms=%.1f",
+                ex.mode,
+                ex.key,
+                ex.status,
+                ex.outcome,
+                ex.bytes_in,
+                ex.bytes_out,
+                (time.perf_counter() - started) * 1000,
+            )
+
+    # -- request ----------------------------------------------------------------------
+    def _keys_for(self, scope: Scope, ex: _Exchange) -> ActiveKeyLike:
+        """Key lookup by the 1-byte key id, restricted to ``Sealgate-Key-Id`` when given."""
+        values = [v for k, v in scope["headers"] if k.lower() == b"sealgate-key-id"]
+        if len(values) > 1:
+            raise _Refused(
+                PROBLEMS.MALFORMED_REQUEST("Sealgate-Key-Id appears more than once"), "bad_request"
+            )
+        keyring = self.proxy.keyring
+        if values:
+            fingerprint = values[0].decode("latin-1").strip().lower()
+            ex.key = fingerprint[:16]
+            active = keyring.lookup(fingerprint)
+            if active is None:
+                raise _Refused(
+                    _problem_for(UnknownKey(f"key {ex.key} is not (or no longer) held here")),
+                    "unknown_key",
+                )
+            candidates = [active]
+        else:
+            candidates = list(keyring.active())
+
+        def lookup(key_id: int) -> tuple[KeyConfig, PrivateKey] | None:
+            for key in candidates:
+                if key.config.key_id == key_id:
+                    if ex.key == "-":
+                        ex.key = key.fingerprint[:16]
+                    return key.config, key.private
+            return None
+
+        return lookup
+
+    def _media_type(self, scope: Scope) -> bool:
+        """True for chunked, False for one-shot; plaintext 415-style refusal otherwise."""
+        values = [v for k, v in scope["headers"] if k.lower() == b"content-type"]
+        kind = values[0].split(b";")[0].strip().lower().decode("latin-1") if values else ""
+        if kind == CHUNKED_REQUEST_MEDIA_TYPE:
+            return True
+        if kind == REQUEST_MEDIA_TYPE:
+            return False
+        raise _Refused(
+            PROBLEMS.MALFORMED_REQUEST(
+                f"Content-Type must be {CHUNKED_REQUEST_MEDIA_TYPE} or {REQUEST_MEDIA_TYPE}"
+            ),
+            "bad_request",
+        )
+
+    def admit(self, inner: _Inner, head: RequestHead) -> None:
+        """The inner head is authenticated: refuse replays, stale dates and other routes."""
+        dates = [v for k, v in head.headers if k.lower() == b"date"]
+        date = dates[0].decode("latin-1") if len(dates) == 1 else None
+        now = self.clock()
+        metrics = self.proxy.metrics
+        try:
+            self.guard.accept(inner.enc, date, now)
+        except StaleRequest as stale:
+            metrics.replays.labels("stale").inc()
+            raise _SealedRefusal(
+                PROBLEMS.STALE_REQUEST(stale.message),
+                "stale",
+                ((b"date", http_date(stale.server_time).encode()),),
+            ) from None
+        except ReplayedRequest as replay:
+            metrics.replays.labels("replayed").inc()
+            raise _SealedRefusal(PROBLEMS.REPLAYED_REQUEST(replay.message), "replayed") from None
+        except ReplayCacheFull as full:
+            metrics.replays.labels("cache_full").inc()
+            retry = str(max(1, round(full.retry_after))).encode()
+            raise _SealedRefusal(
+                PROBLEMS.OVERLOADED(full.message), "overloaded", ((b"retry-after", retry),)
+            ) from None
+        problem = route_allowed(
+            self.proxy.config.native_routes,
+            head.method.decode("latin-1"),
+            head.path.decode("latin-1"),
+        )
+        if problem is not None:
+            raise _SealedRefusal(problem, "not_found" if problem.status == 404 else "not_allowed")
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, ex: _Exchange) -> None:
+        proxy = self.proxy
+        chunked = self._media_type(scope)
+        inner = _Inner(self, chunked, self._keys_for(scope, ex))
+        bucket = proxy.config.chunk_bucket
+        try:
+            proxy._check_engine_capacity()  # refuse early, before any body is read
+            proxy._receiving += 1
+            proxy.metrics.receiving_bodies.inc()
+            try:
+                await proxy._read_body(receive, inner.take, ex)
+                inner.finish()
+            finally:
+                proxy._receiving -= 1
+                proxy.metrics.receiving_bodies.dec()
+            if proxy._in_flight >= proxy.config.max_concurrent_requests:
+                raise _SealedRefusal(
+                    PROBLEMS.OVERLOADED("the enclave is at its concurrency limit; not forwarded"),
+                    "overloaded",
+                    ((b"retry-after", str(proxy.config.retry_after).encode()),),
+                )
+        except ProtocolError as error:
+            proxy.metrics.decryption_failures.labels(type(error).__name__).inc()
+            problem = PROBLEMS.MALFORMED_REQUEST(error.message)
+            if isinstance(error, FrameTooLarge) or error.status_hint == 413:
+                problem = PROBLEMS.BODY_TOO_LARGE(error.message)
+            if not inner.decapsulated:
+                outcome = "unknown_key" if isinstance(error, UnknownKey) else "bad_request"
+                raise _Refused(_problem_for(error), outcome) from None
+            await self._refuse_sealed(send, inner, _SealedRefusal(problem, "bad_request"), ex)
+            return
+        except _SealedRefusal as refusal:
+            await self._refuse_sealed(send, inner, refusal, ex)
+            return
+        except _Refused as refusal:
+            if not inner.decapsulated:
+                raise
+            await self._refuse_sealed(
+                send, inner, _SealedRefusal(refusal.problem, refusal.outcome, refusal.headers), ex
+            )
+            return
+        assert inner.head is not None
+        proxy._in_flight += 1
+        proxy.metrics.active_streams.inc()
+        try:
+            await _until_disconnect(
+                receive,
+                self._forward(inner, inner.head, bytes(inner.body), send, ex, bucket),
+                ex,
+            )
+        finally:
+            proxy._in_flight -= 1
+            proxy.metrics.active_streams.dec()
+
+    async def _refuse_sealed(
+        self, send: Send, inner: _Inner, refusal: _SealedRefusal, ex: _Exchange
+    ) -> None:
+        ex.outcome = refusal.outcome
+        ex.status = refusal.problem.status
+        body = _problem_response(inner.writer(), refusal, self.proxy.config.chunk_bucket)
+        await _start(send, inner.chunked, ex, len(body))
+        ex.bytes_out += len(body)
+        ex.sent_all = True
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    # -- response ---------------------------------------------------------------------
+    async def _forward(
+        self,
+        inner: _Inner,
+        head: RequestHead,
+        body: bytes,
+        send: Send,
+        ex: _Exchange,
+        bucket: int,
+    ) -> None:
+        writer = inner.writer()
+        headers = forwardable_request_headers([(k.lower(), v) for k, v in head.headers], len(body))
+        method = head.method.decode("latin-1")
+        target = head.path.decode("latin-1")
+        streaming = writer.streams
+        outer_started = False
+
+        async def emit(data: bytes, more: bool) -> None:
+            nonlocal outer_started
+            if not outer_started:
+                outer_started = True
+                await _start(send, inner.chunked, ex, None)
+            ex.bytes_out += len(data)
+            ex.sent_all = not more
+            await send({"type": "http.response.body", "body": data, "more_body": more})
+
+        started = time.perf_counter()
+        head_sent = False
+        try:
+            async with self.proxy.engine.stream(method, target, headers, body) as response:
+                self.proxy.metrics.upstream_latency.observe(time.perf_counter() - started)
+                kept = [
+                    (k.lower(), v)
+                    for k, v in response.headers
+                    if k.lower() not in _RESPONSE_DROPPED and not k.lower().startswith(b"sealgate-")
+                ]
+                content_type = next((v for k, v in kept if k == b"content-type"), b"")
+                sse = content_type.split(b";")[0].strip().lower() == b"text/event-stream"
+                chunks = identity_body(response.headers, response.body)
+                encoder = StreamEncoder()
+                head_bytes = _head_bytes(response.status, kept, bucket)
+                encoder.response_head(response.status, kept)
+                ex.status = response.status
+                first = writer.head(head_bytes)
+                if first:
+                    await emit(first, True)
+                head_sent = True
+                rest = bytearray()
+                padder = SsePadder(bucket) if sse and streaming and bucket >= 4 else None
+                async for chunk in chunks:
+                    if padder is None:
+                        rest += chunk
+                        continue
+                    for piece in padder.push(chunk):
+                        await emit(writer.piece(encoder.data(piece)), True)
+                if padder is not None:
+                    rest += padder.finish()
+                await emit(writer.final(_tail_bytes(encoder, bytes(rest), bucket)), False)
+                ex.outcome = "ok" if response.status < 400 else f"engine_{response.status}"
+        except EngineError as error:
+            ex.outcome = "engine_timeout" if isinstance(error, EngineTimeout) else "engine_error"
+            if not head_sent:
+                kind = (
+                    PROBLEMS.UPSTREAM_TIMEOUT
+                    if isinstance(error, EngineTimeout)
+                    else PROBLEMS.UPSTREAM_UNAVAILABLE
+                )
+                refusal = _SealedRefusal(kind(str(error)), ex.outcome)
+                ex.status = refusal.problem.status
+                await emit(_problem_response(writer, refusal, bucket), False)
+                return
+            log.warning("engine failed mid-stream: %s", error)
+            # End the outer body without the final chunk: the client detects truncation.
+            await emit(b"", False)
+
+
+async def _start(send: Send, chunked: bool, ex: _Exchange, length: int | None) -> None:
+    media = CHUNKED_RESPONSE_MEDIA_TYPE if chunked else RESPONSE_MEDIA_TYPE
+    headers = [(b"content-type", media.encode()), (b"cache-control", b"no-store")]
+    if length is not None:
+        headers.append((b"content-length", str(length).encode()))
+    # The real status is inside; the outer one is always 200 (RFC 9458 §5.2).
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+
+async def _send_keys(send: Send, configs: bytes) -> None:
+    headers = [
+        (b"content-type", b"application/ohttp-keys"),
+        (b"content-length", str(len(configs)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": configs, "more_body": False})
+
+
+async def _until_disconnect(receive: Receive, exchange: Awaitable[None], ex: _Exchange) -> None:
+    """Run ``exchange``; cancel it (and so the engine request) if the client goes away."""
+    gone = asyncio.Event()
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+
+    streaming = asyncio.ensure_future(exchange)
+    watcher = asyncio.create_task(watch())
+    try:
+        await asyncio.wait({streaming, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        # After the whole response was handed over, "disconnect" is the normal end.
+        if not streaming.done() and not ex.sent_all:
+            streaming.cancel()
+            ex.outcome = "client_disconnected"
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        with contextlib.suppress(asyncio.CancelledError):
+            await streaming

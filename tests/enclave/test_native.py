@@ -1,0 +1,192 @@
+"""The enclave's native mode (``/.well-known/ohttp-gateway``), driven with the sans-IO protocol."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from sealgate.enclave import EnclaveConfig
+from sealgate.enclave.engines import ASGIEngine, HTTPEngine
+from sealgate.protocol.bhttp import Data, MessageDecoder, Request, ResponseHead
+from sealgate.protocol.errors import TruncatedMessage
+from sealgate.protocol.keyconfig import KeyConfig, decode_key_configs
+from sealgate.protocol.ohttp import ChunkedRequestSealer, OneShotRequest
+from sealgate.protocol.padding import strip_sse_padding
+from sealgate.protocol.problem import PROBLEMS, Problem
+from sealgate.protocol.replay import http_date, parse_http_date
+from starlette.applications import Starlette
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from ..servers import free_port
+
+GATEWAY = "/.well-known/ohttp-gateway"
+CHUNKED = {"content-type": "message/ohttp-chunked-req"}
+
+
+def _keys(url: str) -> list[KeyConfig]:
+    response = httpx.get(url + GATEWAY)
+    assert response.headers["content-type"] == "application/ohttp-keys"
+    return decode_key_configs(response.content)
+
+
+def _request(method: bytes, path: bytes, body: bytes = b"", date: str | None = None) -> bytes:
+    headers = (
+        (b"content-type", b"application/json"),
+        (b"date", (date or http_date(time.time())).encode()),
+    )
+    message = Request(method, b"https", b"", path, headers, body).to_bytes()
+    return message + bytes(-len(message) % 1024)
+
+
+def _exchange(
+    url: str, key: KeyConfig, message: bytes
+) -> tuple[httpx.Response, ChunkedRequestSealer]:
+    sealer = ChunkedRequestSealer(key)
+    response = httpx.post(
+        url + GATEWAY,
+        content=sealer.header + sealer.seal_final(message),
+        headers={**CHUNKED, "sealgate-key-id": key.fingerprint},
+    )
+    return response, sealer
+
+
+def _open(response: httpx.Response, sealer: ChunkedRequestSealer) -> tuple[ResponseHead, bytes]:
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "message/ohttp-chunked-res"
+    opener, decoder = sealer.response_opener(), MessageDecoder(request=False)
+    events = []
+    for plaintext in opener.push(response.content):
+        events += decoder.push(plaintext)
+    events += decoder.push(opener.finish()) + decoder.finish()
+    head = next(e for e in events if isinstance(e, ResponseHead))
+    return head, b"".join(e.data for e in events if isinstance(e, Data))
+
+
+def _problem(head: ResponseHead, body: bytes) -> Problem:
+    assert dict(head.headers)[b"content-type"] == b"application/problem+json"
+    return Problem.from_bytes(body)
+
+
+def test_models_chat_and_key_list(start_enclave):
+    server, built = start_enclave()
+    key = _keys(server.url)[0]
+    assert key.fingerprint == built.keyring.current.fingerprint
+    head, body = _open(*_exchange(server.url, key, _request(b"GET", b"/v1/models")))
+    assert head.status == 200 and json.loads(body)["object"] == "list"
+    chat = json.dumps({"messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
+    head, body = _open(
+        *_exchange(server.url, key, _request(b"POST", b"/v1/chat/completions", chat))
+    )
+    assert head.status == 200 and b"data: [DONE]\n\n:" in body  # padded with SSE comments
+    assert strip_sse_padding(body.split(b"data: [DONE]\n\n")[1]) == b""
+
+
+def test_one_shot_ohttp_is_accepted(start_enclave):
+    server, _ = start_enclave()
+    key = _keys(server.url)[0]
+    request = OneShotRequest(key, _request(b"GET", b"/v1/models"))
+    response = httpx.post(
+        server.url + GATEWAY,
+        content=request.encapsulated,
+        headers={"content-type": "message/ohttp-req"},
+    )
+    assert response.status_code == 200 and response.headers["content-type"] == "message/ohttp-res"
+    plaintext = request.open_response(response.content)
+    decoder = MessageDecoder(request=False)
+    events = decoder.push(plaintext) + decoder.finish()
+    assert next(e for e in events if isinstance(e, ResponseHead)).status == 200
+    assert len(plaintext) % 128 == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        (b"GET", b"/admin", 404),
+        (b"GET", b"/v1/models/../../admin", 404),
+        (b"GET", b"/v1/models/%2e%2e/secret", 404),
+        (b"GET", b"/v1/models/a/b", 404),
+        (b"DELETE", b"/v1/models", 405),
+        (b"GET", b"/v1/chat/completions", 405),
+    ],
+)
+def test_routes_outside_the_allow_list_are_sealed_refusals(start_enclave, method, path, status):
+    server, _ = start_enclave()
+    key = _keys(server.url)[0]
+    head, body = _open(*_exchange(server.url, key, _request(method, path)))
+    assert head.status == status and _problem(head, body).status == status
+
+
+def test_stale_request_gets_the_enclave_time_sealed(start_enclave):
+    server, _ = start_enclave()
+    key = _keys(server.url)[0]
+    old = http_date(time.time() - 3600)
+    head, body = _open(*_exchange(server.url, key, _request(b"GET", b"/v1/models", date=old)))
+    assert head.status == 400 and _problem(head, body).is_(PROBLEMS.STALE_REQUEST)
+    enclave_time = parse_http_date(dict(head.headers)[b"date"].decode())
+    assert enclave_time is not None and abs(enclave_time - time.time()) < 30
+
+
+def test_replay_window_is_configurable(start_enclave):
+    server, _ = start_enclave(config=EnclaveConfig(replay_window=1000.0))
+    key = _keys(server.url)[0]
+    old = http_date(time.time() - 600)
+    head, _ = _open(*_exchange(server.url, key, _request(b"GET", b"/v1/models", date=old)))
+    assert head.status == 200
+
+
+def test_refusals_before_decapsulation_are_plaintext(start_enclave):
+    server, _ = start_enclave()
+    key = _keys(server.url)[0]
+    sealer = ChunkedRequestSealer(key)
+    wire = sealer.header + sealer.seal_final(_request(b"GET", b"/v1/models"))
+    unknown = httpx.post(
+        server.url + GATEWAY, content=wire, headers={**CHUNKED, "sealgate-key-id": "00" * 8}
+    )
+    assert unknown.status_code == 422
+    assert Problem.from_bytes(unknown.content).is_(PROBLEMS.KEY_CONFIG)
+    wrong_type = httpx.post(
+        server.url + GATEWAY, content=wire, headers={"content-type": "application/json"}
+    )
+    assert wrong_type.status_code == 400
+    garbage = httpx.post(server.url + GATEWAY, content=b"\x00" * 3, headers=CHUNKED)
+    assert garbage.status_code in (400, 422)
+
+
+def _failing_engine() -> ASGIEngine:
+    async def chat(request: StarletteRequest) -> Response:
+        async def events() -> AsyncIterator[bytes]:
+            yield b"data: first\n\n"
+            raise RuntimeError("engine crashed mid-stream")
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return ASGIEngine(
+        Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])]),
+        {"engine": "failing"},
+    )
+
+
+def test_engine_failure_before_the_head_is_a_sealed_502(start_enclave):
+    server, _ = start_enclave(engine=HTTPEngine(f"http://127.0.0.1:{free_port()}"))
+    key = _keys(server.url)[0]
+    head, body = _open(
+        *_exchange(server.url, key, _request(b"POST", b"/v1/chat/completions", b"{}"))
+    )
+    assert head.status == 502 and _problem(head, body).is_(PROBLEMS.UPSTREAM_UNAVAILABLE)
+
+
+def test_engine_failure_mid_stream_leaves_out_the_final_chunk(start_enclave):
+    server, _ = start_enclave(engine=_failing_engine())
+    key = _keys(server.url)[0]
+    response, sealer = _exchange(server.url, key, _request(b"POST", b"/v1/chat/completions", b"{}"))
+    assert response.status_code == 200
+    opener = sealer.response_opener()
+    opened = b"".join(opener.push(response.content))
+    assert b"data: first" in opened
+    with pytest.raises(TruncatedMessage):
+        opener.finish()
