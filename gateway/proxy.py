@@ -705,6 +705,11 @@ class ClientConnection(asyncio.Protocol):
                 # prepare() refused the request; what follows it is not HTTP/1.1: it is read
                 # and dropped until the refusal is sent and the connection closes.
                 self.failed = True
+            except httptools.HttpParserCallbackError as exc:
+                # One of our callbacks raised: a gateway bug, not the client's input. Say so
+                # (500, not a misleading 400) and log the real cause for the operator.
+                routing_log.error("parser callback failed", exc_info=exc.__context__ or exc)
+                self._reject(PROBLEMS.INTERNAL_ERROR("the gateway failed to handle this request"))
             except httptools.HttpParserError as exc:
                 self._reject(PROBLEMS.MALFORMED_REQUEST(f"malformed HTTP request: {exc}"))
 

@@ -59,6 +59,10 @@ class PROBLEMS:
     UPSTREAM_UNAVAILABLE = _sealgate("upstream-unavailable", "inference engine unavailable", 502)
     UPSTREAM_TIMEOUT = _sealgate("upstream-timeout", "inference engine timed out", 504)
     HTTP_VERSION = _sealgate("http-version", "only HTTP/1.1 is supported", 505)
+    #: A bug in the component, never the client's input; the component logs the cause.
+    INTERNAL_ERROR = _sealgate(
+        "internal-error", "internal error; the request was not forwarded", 500
+    )
     REPLAYED_REQUEST = _sealgate(
         "replayed-request", "this sealed request was already received; seal it anew", 400
     )

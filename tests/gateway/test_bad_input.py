@@ -125,3 +125,19 @@ def test_connection_limit(fleet, http):
     finally:
         for sock in held:
             sock.close()
+
+
+def test_a_gateway_bug_in_a_parser_callback_is_a_logged_500_not_a_400(gw, monkeypatch, caplog):
+    """httptools reports our own callback's exception as "User callback error"; that must not
+    be blamed on the client as a malformed request, and its cause must reach the log."""
+    from sealgate.gateway import proxy
+
+    def broken(self, parser):
+        raise RuntimeError("simulated bug in request preparation")
+
+    monkeypatch.setattr(proxy.Exchange, "prepare", broken)
+    with caplog.at_level("ERROR", logger="sealgate.gateway.routing"):
+        answer = _send(gw.port, b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 500"), answer[:80]
+    assert b"internal-error" in answer
+    assert any("simulated bug" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
