@@ -63,6 +63,8 @@ class TdxPolicy:
 
     allow_debug: bool = False
     accepted_tcb_statuses: frozenset[str] = frozenset({"UpToDate"})
+    #: Refuse a quote whose collateral carries no PCK / root CA CRL (revocation unchecked).
+    require_crls: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -479,22 +479,33 @@ def _check_pck_revocation(
     chain: list[x509.Certificate],
     collateral: Collateral | None,
     when: dt.datetime,
+    require: bool,
 ) -> None:
-    """Intel's CRLs from the collateral: the PCK CA's for the PCK, the root's for the PCK CA."""
+    """Intel's CRLs from the collateral: the PCK CA's for the PCK, the root's for the PCK CA.
+
+    Without a CRL revocation cannot be checked: refused unless the policy allows it.
+    """
     pck_crls = collateral.pck_crls if collateral else ()
     root_crls = collateral.root_ca_crls if collateral else ()
     if len(chain) < 2:
         return  # the chain checks refused it already
-    if not pck_crls:
-        record.passed("pck revocation", "not checked: the collateral carries no PCK CRL")
-    else:
-        _check_crl(record, "pck", pck_crls, chain[1], chain[0], when)
-    if len(chain) < 3:
-        return
-    if not root_crls:
-        record.passed("pck ca revocation", "not checked: the collateral carries no root CA CRL")
-    else:
-        _check_crl(record, "pck ca", root_crls, chain[-1], chain[1], when)
+    for step, crls, issuer, cert, what in (
+        ("pck", pck_crls, chain[1], chain[0], "PCK CRL (pck_crl*.der)"),
+        ("pck ca", root_crls, chain[-1], chain[1] if len(chain) > 2 else None, "root CA CRL"),
+    ):
+        if cert is None:
+            continue
+        if crls:
+            _check_crl(record, step, crls, issuer, cert, when)
+        elif require:
+            raise record.fail(
+                f"{step} revocation",
+                f"the collateral carries no {what}, so revocation cannot be checked: staple "
+                "Intel's CRLs with the collateral, or set TdxPolicy(require_crls=False)",
+                error=CertificateChainError,
+            )
+        else:
+            record.passed(f"{step} revocation", f"not checked: the collateral carries no {what}")
 
 
 def _signed_json(raw: bytes, field: str) -> tuple[dict[str, Any], bytes, bytes]:
@@ -591,7 +602,7 @@ def _verify_quote(
     when: dt.datetime,
 ) -> None:
     _verify_chain(record, "pck", pck_chain, when)
-    _check_pck_revocation(record, pck_chain, collateral, when)
+    _check_pck_revocation(record, pck_chain, collateral, when, policy.require_crls)
     pck = pck_chain[0]
     record.check(
         "qe report signature",
