@@ -409,8 +409,16 @@ class ChunkedRequestSealer:
 class ChunkedResponseOpener:
     """Client: ``push`` response bytes -> plaintext chunks; ``finish`` -> the final chunk."""
 
-    def __init__(self, context: ContextInterface, header: RequestHeader, max_chunk: int) -> None:
+    def __init__(
+        self,
+        context: ContextInterface,
+        header: RequestHeader,
+        max_chunk: int,
+        *,
+        label: bytes = _CHUNKED_RESPONSE_LABEL,
+    ) -> None:
         self._context = context
+        self._label = label
         self._header = header
         self._nonce_size = _ResponseAead.nonce_size(header.aead_id)
         self._key: _ResponseAead | None = None
@@ -427,7 +435,7 @@ class ChunkedResponseOpener:
             if len(self._pending) < self._nonce_size:
                 return []
             nonce = bytes(self._pending[: self._nonce_size])
-            self._key = _ResponseAead(self._context, self._header, _CHUNKED_RESPONSE_LABEL, nonce)
+            self._key = _ResponseAead(self._context, self._header, self._label, nonce)
             data = bytes(self._pending[self._nonce_size :])
             self._pending.clear()
         out = []
@@ -513,12 +521,14 @@ class ChunkedResponseSealer:
         header: RequestHeader,
         nonce: bytes | None = None,
         chunk_size: int = SEND_CHUNK,
+        *,
+        label: bytes = _CHUNKED_RESPONSE_LABEL,
     ) -> None:
         size = _ResponseAead.nonce_size(header.aead_id)
         self.nonce = os.urandom(size) if nonce is None else nonce
         if len(self.nonce) != size:
             raise ValueError(f"response nonce must be {size} bytes")
-        self._key = _ResponseAead(context, header, _CHUNKED_RESPONSE_LABEL, self.nonce)
+        self._key = _ResponseAead(context, header, label, self.nonce)
         self._counter = 0
         self._chunk_size = chunk_size
         self._state = "start"
