@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import compare, fmt_us
-from sealgate.protocol import SEALGATE, PrivateKey, RequestDecoder, RequestEncoder
+from sealgate.protocol import EHBP, PrivateKey, RequestDecoder, RequestEncoder
 
 
 def run() -> dict[str, dict[str, float]]:
@@ -31,13 +31,13 @@ def run() -> dict[str, dict[str, float]]:
         X25519PrivateKey.generate().exchange(peer)
 
     def seal() -> None:
-        RequestEncoder(config, SEALGATE).finish(body)
+        RequestEncoder(config, EHBP).finish(body)
 
-    encoder = RequestEncoder(config, SEALGATE)
+    encoder = RequestEncoder(config, EHBP)
     wire = encoder.finish(body)
 
     def open_() -> None:
-        decoder = RequestDecoder(SEALGATE, encoder.enc, [key])
+        decoder = RequestDecoder(EHBP, encoder.enc, [key])
         decoder.push(wire)
         decoder.finish()
 
@@ -48,11 +48,11 @@ def run() -> dict[str, dict[str, float]]:
 
     results: dict[str, dict[str, float]] = {}
     s, b = compare(seal, x25519_floor, number=300)
-    results["request seal (1 KiB) vs X25519 keygen+exchange"] = {"subject": s, "floor": b}
+    results["EHBP request seal (1 KiB) vs X25519 keygen+exchange"] = {"subject": s, "floor": b}
     s, b = compare(open_, x25519_exchange_floor, number=300)
-    results["request open (1 KiB) vs one X25519 exchange"] = {"subject": s, "floor": b}
+    results["EHBP request open (1 KiB) vs one X25519 exchange"] = {"subject": s, "floor": b}
 
-    decoder = RequestDecoder(SEALGATE, encoder.enc, [key])
+    decoder = RequestDecoder(EHBP, encoder.enc, [key])
     decoder.push(wire)
     response = decoder.response_encoder()
     aead = AESGCM(os.urandom(32))
@@ -66,8 +66,8 @@ def run() -> dict[str, dict[str, float]]:
         )
         results[f"frame seal ({size} B) vs AES-256-GCM seal"] = {"subject": s, "floor": b}
 
-    req = RequestEncoder(config, SEALGATE)
-    rdec_source = RequestDecoder(SEALGATE, req.enc, [key])
+    req = RequestEncoder(config, EHBP)
+    rdec_source = RequestDecoder(EHBP, req.enc, [key])
     rdec_source.push(req.finish())
     renc = rdec_source.response_encoder()
     frames = [renc.push(os.urandom(1024)) for _ in range(20000)]

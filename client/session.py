@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Any
 
 import httpx
-from sealgate.protocol.modes import Mode
+from sealgate.protocol.modes import EHBP, Mode
 
 from .fleet import Fleet, gateway_root
 from .native import OHTTP, native_transport_classes
@@ -68,8 +68,10 @@ class SecureClient:
     with no verified enclave every request fails with ``NoVerifiedEnclave`` before
     anything leaves the process. ``mode`` is ``"ohttp"`` (default): the native mode, where
     the whole request - method, path, headers including ``Authorization``, body - is
-    sealed (:mod:`.native`); or ``SEALGATE`` / ``EHBP``: the body-only modes (headers
-    cross the gateway in the clear, so secret headers are dropped).
+    sealed (:mod:`.native`); or ``EHBP`` (``"ehbp"``): Tinfoil's body-only compatibility
+    mode (method, path, headers and status cross the gateway in the clear, so secret
+    headers are dropped unless ``forward_secret_headers``; no end-of-message marker, no
+    replay protection).
     """
 
     def __init__(
@@ -83,6 +85,13 @@ class SecureClient:
         forward_secret_headers: bool = False,
         refresh_interval: float = 30.0,
     ) -> None:
+        if mode == EHBP.name:
+            mode = EHBP
+        if mode != OHTTP and mode is not EHBP:
+            raise ValueError(
+                f"unknown mode {mode!r}: use {OHTTP!r} (native, the default) or EHBP; the "
+                "body-only sealgate v1 mode was removed (the native mode covers it)"
+            )
         root, note = gateway_root(gateway_url)
         if note is not None:
             warnings.warn(note, UserWarning, stacklevel=2)

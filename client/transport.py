@@ -1,15 +1,19 @@
-"""httpx transports that seal every request to a verified enclave and open every response.
+"""httpx transports for the EHBP compatibility mode: seal every request body, open every response.
 
-They wrap an inner transport (``httpx.HTTPTransport`` by default), so any httpx-based
-SDK works unchanged. Per request:
+``SecureClient(..., mode=EHBP)`` uses these; the default is the native mode
+(:mod:`.native`). EHBP seals bodies only: method, path, headers and status cross the
+gateway in the clear (so secret headers are dropped unless ``forward_secret_headers``),
+a stream cut at a frame boundary cannot be told from a complete one, and there is no
+replay protection. They wrap an inner transport (``httpx.HTTPTransport`` by default),
+so any httpx-based SDK works unchanged. Per request:
 
 1. choose a verified enclave and its key (the gateway's hint picks among verified ones);
-2. seal the body (sealgate mode by default: bodyless requests get an empty final frame,
-   so every response is bound to its request) and add ``Sealgate-Key-Id``;
+2. seal the body (a JSON body is first padded with trailing whitespace to a multiple of
+   ``request_bucket`` bytes) and add ``Sealgate-Key-Id`` so a sealgate gateway can route;
 3. open the response incrementally, so server-sent events arrive token by token.
 
-Fail closed: a 2xx without encryption, a frame that does not authenticate, or a stream
-cut before its final frame raises :class:`ResponseIntegrityError`. A plaintext error is
+Fail closed: a 2xx without encryption or a frame that does not authenticate raises
+:class:`ResponseIntegrityError`. A plaintext error is
 the gateway's (or an enclave's refusal before decryption) and raises
 :class:`GatewayError`; it is never returned as enclave output.
 
@@ -30,7 +34,7 @@ import anyio
 import httpx
 from sealgate.protocol.errors import MalformedProblem, ProtocolError
 from sealgate.protocol.keyconfig import KeyConfig
-from sealgate.protocol.modes import EHBP, SEALGATE, Mode
+from sealgate.protocol.modes import EHBP, Mode
 from sealgate.protocol.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
 from sealgate.protocol.problem import PROBLEMS, Problem
 from sealgate.protocol.request import RequestEncoder
@@ -119,13 +123,13 @@ class _Core:
         self,
         fleet: Fleet,
         *,
-        mode: Mode = SEALGATE,
+        mode: Mode = EHBP,
         max_attempts: int = 4,
         forward_secret_headers: bool = False,
         max_body: int = 64 * 1024 * 1024,
     ) -> None:
-        if mode not in (SEALGATE, EHBP):
-            raise ValueError("mode must be SEALGATE or EHBP")
+        if mode is not EHBP:
+            raise ValueError("these transports speak EHBP; the native mode is client.native")
         self.fleet = fleet
         self.mode = mode
         self.max_attempts = max(1, max_attempts)
@@ -145,8 +149,7 @@ class _Core:
                 continue  # headers are not encrypted: the gateway would see them
             out.append((name, value))
         out += list(encoder.headers.items())
-        if self.mode is EHBP:
-            out.append(("Sealgate-Key-Id", key.fingerprint))  # lets a sealgate gateway route it
+        out.append(("Sealgate-Key-Id", key.fingerprint))  # lets a sealgate gateway route it
         return _Attempt(enclave, key, encoder, out, wire)
 
     def check_size(self, body: bytes) -> None:

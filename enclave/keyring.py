@@ -1,9 +1,9 @@
 """The enclave's HPKE keys: made in memory, rotated on a schedule, retired after a grace period.
 
 Keys never leave this object: there is no export, and reprs are redacted. Clients
-address a key by fingerprint (sealgate mode) or by trial (EHBP mode, current key
-first). A retired key is forgotten, so requests sealed to it get the key-config
-problem and the client re-attests.
+address a key by fingerprint (the native mode's ``Sealgate-Key-Id``) or by trial
+(EHBP, current key first). A retired key is forgotten, so requests sealed to it get
+the key-config problem and the client re-attests.
 """
 
 from __future__ import annotations

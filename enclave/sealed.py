@@ -1,9 +1,11 @@
-"""The sealed exchange: decrypt the request, forward it to the engine, encrypt the stream back.
+"""The EHBP exchange: decrypt the request body, forward it to the engine, encrypt the stream back.
 
-This is the only place plaintext exists. The request body is decrypted frame by frame
-as it arrives, but forwarded only once it is complete and authenticated (in sealgate
-mode: its final frame opened), so the engine never sees a truncated or tampered
-prompt. The engine's response is sealed and sent frame by frame as it is produced.
+EHBP (Tinfoil's body-only compatibility mode, :mod:`sealgate.protocol.modes`) and
+operator-allowed plaintext paths are handled here; the native mode is
+:mod:`.native`, which reuses this proxy's slots, deadlines and byte budget. The
+request body is decrypted frame by frame as it arrives, but forwarded only once it is
+complete and authenticated, so the engine never sees a tampered prompt. The engine's
+response is sealed and sent frame by frame as it is produced.
 
 A request takes one of the ``max_concurrent_requests`` engine slots only once its body
 is complete and authenticated: anyone can build a valid sealed head from a public key,
@@ -17,7 +19,6 @@ is sealed whenever the response key is already known. 503 overloaded stays plain
 even after decryption: the engine never saw the request, and clients retry a plaintext
 overloaded refusal on another enclave.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -193,10 +194,18 @@ class SealedProxy:
         self, scope: Scope, receive: Receive, ex: _Exchange
     ) -> tuple[bytes, _Identity]:
         if (scope["method"], scope["path"]) not in self.config.plaintext_paths:
+            if any(name.lower() == b"sealgate-encapsulated-key" for name, _ in scope["headers"]):
+                raise _Refused(
+                    PROBLEMS.PLAINTEXT_REFUSED(
+                        "the body-only sealgate v1 mode was removed; upgrade the sealgate "
+                        "client (it uses the native mode at /.well-known/ohttp-gateway)"
+                    ),
+                    "refused",
+                )
             raise _Refused(
                 PROBLEMS.PLAINTEXT_REFUSED(
                     "this enclave accepts only encrypted requests on this path; "
-                    "use a sealgate or EHBP client"
+                    "use a sealgate (native mode) or EHBP client"
                 ),
                 "refused",
             )
@@ -214,20 +223,8 @@ class SealedProxy:
                 _single(headers, mode.encapsulated_key_header),
                 ENC_SIZE,
             )
-            if mode.key_id_header is not None:
-                key_id = _single(headers, mode.key_id_header)
-                if key_id is None:
-                    raise _Refused(
-                        PROBLEMS.MALFORMED_REQUEST(f"missing {mode.key_id_header} header"),
-                        "bad_request",
-                    )
-                ex.key = key_id[:16]
-                active = self.keyring.lookup(key_id.strip().lower())
-                if active is None:
-                    raise UnknownKey(f"key {ex.key} is not (or no longer) held by this enclave")
-                keys = [active.private]
-            else:
-                keys = [k.private for k in self.keyring.active()]
+            # EHBP names no key: every active key is a candidate until a frame opens.
+            keys = [k.private for k in self.keyring.active()]
             decoder = RequestDecoder(mode, enc, keys, max_frame_size=self.config.max_frame_size)
             plaintext = bytearray()
 
@@ -242,18 +239,16 @@ class SealedProxy:
             try:
                 await self._read_body(receive, take, ex)
             except _Refused as refusal:
-                # A timeout is answered sealed once the response key is known: the request
-                # names its key (sealgate mode), or a frame already opened under one (EHBP).
-                key_known = mode.key_id_header is not None or decoder.frames_opened > 0
-                if refusal.outcome == "timeout" and key_known:
+                # A timeout is answered sealed once the response key is known: a frame
+                # already opened under one of the keys.
+                if refusal.outcome == "timeout" and decoder.frames_opened > 0:
                     refusal.encoder = decoder.response_encoder()
                 raise
             decoder.finish()
         except ProtocolError as error:
             self.metrics.decryption_failures.labels(type(error).__name__).inc()
             raise _Refused(_problem_for(error), _outcome_for(error)) from None
-        if mode.key_id_header is None:
-            ex.key = decoder.key.key_config().fingerprint
+        ex.key = decoder.key.key_config().fingerprint
         return bytes(plaintext), decoder.response_encoder()
 
     async def _read_body(
@@ -391,10 +386,6 @@ class SealedProxy:
                 await emit(encoder.finish(problem.to_bytes()), False)
                 return
             log.warning("engine failed mid-stream: %s", error)
-            if sealed and isinstance(encoder, ResponseEncoder) and encoder.mode.end_marker:
-                # End the HTTP body without the final frame: the client detects truncation.
-                await emit(b"", False)
-                return
             raise  # EHBP and plaintext have no end marker: abort the connection instead
 
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .framing import FrameReader, frame
     from .hpke import PrivateKey
     from .keyconfig import KeyConfig, decode_key_configs, encode_key_configs, fingerprint_of
-    from .modes import EHBP, SEALGATE, Mode, mode_of_headers
+    from .modes import EHBP, Mode, mode_of_headers
     from .nonce_batch import NonceBatch, NonceProof
     from .problem import PROBLEMS, Problem, ProblemType
     from .request import RequestDecoder, RequestEncoder, parse_hex_header
@@ -70,7 +70,6 @@ _EXPORTS: dict[str, str] = {
     "encode_key_configs": "keyconfig",
     "fingerprint_of": "keyconfig",
     "EHBP": "modes",
-    "SEALGATE": "modes",
     "Mode": "modes",
     "mode_of_headers": "modes",
     "NonceBatch": "nonce_batch",
@@ -110,7 +109,6 @@ __all__ = [
     "RequestEncoder",
     "ResponseDecoder",
     "ResponseEncoder",
-    "SEALGATE",
     "SequenceOverflow",
     "TrailingData",
     "TruncatedMessage",

@@ -63,11 +63,11 @@ class DecryptionFailed(ProtocolError):
 
 
 class TruncatedMessage(ProtocolError):
-    """The body ended inside a frame, or (sealgate mode) before the final frame."""
+    """The message ended inside a frame, or (chunked OHTTP) before its final chunk."""
 
 
 class TrailingData(ProtocolError):
-    """Bytes followed the final frame of a sealgate-mode message."""
+    """Bytes followed the final chunk of a chunked OHTTP message."""
 
 
 class FrameTooLarge(ProtocolError):

@@ -1,6 +1,6 @@
-"""Request bodies: sealed by the client to an enclave key with HPKE base mode (RFC 9180 §5.1).
+"""EHBP request bodies: sealed to an enclave key with HPKE base mode (RFC 9180 §5.1).
 
-The client's :class:`RequestEncoder` sets up an HPKE sender context with the mode's
+The client's :class:`RequestEncoder` sets up an HPKE sender context with EHBP's
 ``info`` label and seals each frame with it; the enclave's :class:`RequestDecoder`
 opens them with the matching recipient context. Both derive the response key from
 the same context's exporter, which binds the response to this request.
@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from pyhpke import ContextInterface, PyHPKEError
+from pyhpke import PyHPKEError
 
 from ._stream import DEFAULT_FRAME_PLAINTEXT, FrameDecoder, FrameEncoder
 from .errors import DecryptionFailed, MalformedEncapsulation, UnknownKey
 from .framing import DEFAULT_MAX_FRAME_SIZE
 from .hpke import SUITE, PrivateKey, public_key_object
 from .keyconfig import KeyConfig
-from .modes import SEALGATE, Mode
+from .modes import EHBP, Mode
 from .response import ResponseDecoder, ResponseEncoder
 from .response_key import EXPORT_SIZE, RESPONSE_NONCE_SIZE, derive_response_key
 from .suites import ENC_SIZE
@@ -39,32 +39,13 @@ def parse_hex_header(name: str, value: str | None, size: int) -> bytes:
         raise MalformedEncapsulation(f"{name} is not hexadecimal") from None
 
 
-def _open_in_sequence(context: ContextInterface, ciphertext: bytes, aad: bytes) -> bytes:
-    """Open the next frame; on failure leave the context's counter where it was.
-
-    RFC 9180 §5.2 increments the sequence number only after a successful Open, but
-    pyhpke increments before decrypting. Sealgate mode must try a frame under two
-    AADs (normal, then ``"final"``), so a failed attempt must not consume a nonce.
-    pyhpke has no public way to do this: ``_seq`` is private, so pyproject.toml caps
-    pyhpke below its next minor version and tests/test_packaging.py checks the rewind.
-    """
-    sequence = context._seq  # type: ignore[attr-defined]
-    try:
-        return context.open(ciphertext, aad)
-    except PyHPKEError:
-        context._seq = sequence  # type: ignore[attr-defined]
-        raise DecryptionFailed(
-            "request frame failed authentication (tampered, reordered, or sealed to another key)"
-        ) from None
-
-
 class RequestEncoder(FrameEncoder):
     """Client side: seal a request body to ``key_config`` (``push``/``finish`` -> frames)."""
 
     def __init__(
         self,
         key_config: KeyConfig,
-        mode: Mode = SEALGATE,
+        mode: Mode = EHBP,
         *,
         frame_plaintext: int = DEFAULT_FRAME_PLAINTEXT,
     ) -> None:
@@ -80,13 +61,10 @@ class RequestEncoder(FrameEncoder):
     @property
     def headers(self) -> dict[str, str]:
         """Headers that must accompany the sealed body."""
-        headers = {self.mode.encapsulated_key_header: self.enc.hex()}
-        if self.mode.key_id_header is not None:
-            headers[self.mode.key_id_header] = self.key_config.fingerprint
-        return headers
+        return {self.mode.encapsulated_key_header: self.enc.hex()}
 
-    def _seal(self, plaintext: bytes, aad: bytes) -> bytes:
-        return self._context.seal(plaintext, aad)
+    def _seal(self, plaintext: bytes) -> bytes:
+        return self._context.seal(plaintext, b"")
 
     def response_decoder(
         self, nonce_header: str | None, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
@@ -108,7 +86,8 @@ class RequestDecoder(FrameDecoder):
 
     With several candidate keys (EHBP requests carry no key id; during rotation the
     previous key is still accepted) the first frame decides which key the body was
-    sealed to. If it opens under none of them the body was sealed to a key this
+    sealed to; the contexts that failed it are discarded, so a failed open never has
+    to be undone. If it opens under none of them the body was sealed to a key this
     enclave does not hold: :class:`UnknownKey`, which servers answer with EHBP's
     key-config problem so the client re-fetches keys.
     """
@@ -140,28 +119,23 @@ class RequestDecoder(FrameDecoder):
         """The key the body was sealed to (the first candidate until a frame decided)."""
         return self._candidates[0][0]
 
-    def _open(self, ciphertext: bytes, aad: bytes) -> bytes:
+    def _open(self, ciphertext: bytes) -> bytes:
         for candidate in self._candidates:
             try:
-                plaintext = _open_in_sequence(candidate[1], ciphertext, aad)
-            except DecryptionFailed:
+                plaintext = candidate[1].open(ciphertext, b"")
+            except PyHPKEError:
                 continue
             self._candidates = [candidate]
             return plaintext
-        raise DecryptionFailed("request frame failed authentication")
-
-    def _open_frame(self, ciphertext: bytes) -> bytes:
-        first = self.frames_opened == 0
-        try:
-            return super()._open_frame(ciphertext)
-        except DecryptionFailed:
-            # Without a key id (EHBP) a first frame that opens under no key we hold means
-            # the client used a stale key config: tell it so (422) rather than "tampered".
-            if first and self.mode.key_id_header is None:
-                raise UnknownKey(
-                    "request was sealed to a key this enclave does not hold; fetch its keys again"
-                ) from None
-            raise
+        if self.frames_opened == 0:
+            # EHBP names no key: a first frame that opens under no key we hold means the
+            # client used a stale key config; tell it so (422) rather than "tampered".
+            raise UnknownKey(
+                "request was sealed to a key this enclave does not hold; fetch its keys again"
+            )
+        raise DecryptionFailed(
+            "request frame failed authentication (tampered, reordered, or sealed to another key)"
+        )
 
     def response_encoder(
         self, nonce: bytes | None = None, *, frame_plaintext: int = DEFAULT_FRAME_PLAINTEXT

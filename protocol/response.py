@@ -1,4 +1,4 @@
-"""Response bodies: sealed by the enclave under the key derived from the request's HPKE export.
+"""EHBP response bodies: sealed by the enclave under the key derived from the request's HPKE export.
 
 :class:`ResponseEncoder` (enclave) and :class:`ResponseDecoder` (client) number
 frames from 0; frame ``i`` uses nonce ``nonce_base XOR i`` (see ``response_key``).
@@ -35,8 +35,8 @@ class ResponseEncoder(FrameEncoder):
         """The response-nonce header the client needs to derive the key."""
         return {self.mode.response_nonce_header: self.nonce.hex()}
 
-    def _seal(self, plaintext: bytes, aad: bytes) -> bytes:
-        ciphertext = self._key.seal(self._sequence, plaintext, aad)
+    def _seal(self, plaintext: bytes) -> bytes:
+        ciphertext = self._key.seal(self._sequence, plaintext, b"")
         self._sequence += 1
         return ciphertext
 
@@ -64,7 +64,7 @@ class ResponseDecoder(FrameDecoder):
         """Build from a saved HPKE export (EHBP's session-recovery material) and the nonce."""
         return cls(mode, derive_response_key(secret, enc, nonce), max_frame_size=max_frame_size)
 
-    def _open(self, ciphertext: bytes, aad: bytes) -> bytes:
-        plaintext = self._key.open(self._sequence, ciphertext, aad)
+    def _open(self, ciphertext: bytes) -> bytes:
+        plaintext = self._key.open(self._sequence, ciphertext, b"")
         self._sequence += 1
         return plaintext

@@ -1,6 +1,6 @@
 """HPKE algorithm identifiers (RFC 9180 §7) and the one suite sealgate speaks.
 
-Both EHBP and sealgate mode use DHKEM(X25519, HKDF-SHA256), HKDF-SHA256 and
+Both EHBP and the native mode (OHTTP key configs) use DHKEM(X25519, HKDF-SHA256), HKDF-SHA256 and
 AES-256-GCM. Other registered identifiers are known here only so that key
 configurations listing them can be parsed (and then refused with a clear message).
 """

@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sealgate.protocol import (
     EHBP,
-    SEALGATE,
     AttestationDocument,
     PrivateKey,
     Problem,
@@ -51,7 +50,7 @@ def _feed(decoder, data):
 
 
 @pytest.mark.parametrize("make", [_request_decoder, _response_decoder])
-@pytest.mark.parametrize("mode", [SEALGATE, EHBP], ids=str)
+@pytest.mark.parametrize("mode", [EHBP], ids=str)
 @pytest.mark.parametrize("data", CORPUS, ids=range(len(CORPUS)))
 def test_corpus_is_refused_with_typed_errors(make, mode, data):
     if data.replace(b"\x00\x00\x00\x00", b"") == b"" and mode is EHBP:
@@ -61,7 +60,7 @@ def test_corpus_is_refused_with_typed_errors(make, mode, data):
         _feed(make(mode), data)
 
 
-@pytest.mark.parametrize("mode", [SEALGATE, EHBP], ids=str)
+@pytest.mark.parametrize("mode", [EHBP], ids=str)
 def test_huge_length_prefixes_do_not_allocate(mode):
     decoder = _request_decoder(mode)
     tracemalloc.start()
@@ -75,7 +74,7 @@ def test_huge_length_prefixes_do_not_allocate(mode):
 
 
 @settings(max_examples=300, deadline=None)
-@given(mode=st.sampled_from([SEALGATE, EHBP]), data=st.binary(max_size=3000))
+@given(mode=st.just(EHBP), data=st.binary(max_size=3000))
 def test_random_bytes_never_crash_a_decoder(mode, data):
     for make in (_request_decoder, _response_decoder):
         with contextlib.suppress(ProtocolError):
@@ -87,12 +86,12 @@ def test_random_bytes_never_crash_a_decoder(mode, data):
 )
 def test_bad_hex_headers(value):
     with pytest.raises(ProtocolError):
-        parse_hex_header("Sealgate-Encapsulated-Key", value, 32)
+        parse_hex_header("Ehbp-Encapsulated-Key", value, 32)
 
 
 def test_invalid_curve_point_as_encapsulated_key_is_malformed():
     with pytest.raises(ProtocolError):
-        RequestDecoder(SEALGATE, bytes(32), [KEY]).push(b"\x00\x00\x00\x10" + bytes(16))
+        RequestDecoder(EHBP, bytes(32), [KEY]).push(b"\x00\x00\x00\x10" + bytes(16))
 
 
 @settings(max_examples=200, deadline=None)

@@ -4,7 +4,6 @@ import pickle
 import pytest
 from sealgate.protocol import (
     EHBP,
-    SEALGATE,
     DecryptionFailed,
     EncoderStateError,
     FrameTooLarge,
@@ -19,7 +18,7 @@ from sealgate.protocol.response_key import MAX_SEQUENCE, frame_nonce
 
 from .conftest import new_exchange
 
-MODES = [SEALGATE, EHBP]
+MODES = [EHBP]
 SIZES = [0, 1, 15, 16, 65535, 65536, 65537, 3 * 1024 * 1024 + 7]
 
 
@@ -55,35 +54,14 @@ def test_thousands_of_frames_stream_one_event_at_a_time(key, mode):
         # Each push yields exactly one frame that decodes at once: nothing is held back.
         received += rdec.push(encoder.push(event))
         assert received[-1] == event
-    assert rdec.push(encoder.finish()) == ([b""] if mode.end_marker else [])
+    assert rdec.push(encoder.finish()) == []
     rdec.finish()
-    assert encoder.frames_sealed == len(events) + (1 if mode.end_marker else 0)
+    assert encoder.frames_sealed == len(events)
 
 
-def test_bodyless_sealgate_request_is_one_final_frame(key):
-    ex = new_exchange(key, SEALGATE)
-    wire = ex.encoder.finish()
-    assert len(wire) == 4 + 16
-    decoder = ex.decoder()
-    assert decoder.push(wire) == [b""]
-    decoder.finish()
-    assert decoder.complete
-
-
-def test_sealgate_headers_carry_key_id_and_enc(key):
-    enc = RequestEncoder(key.key_config(5), SEALGATE)
-    assert enc.headers == {
-        "Sealgate-Encapsulated-Key": enc.enc.hex(),
-        "Sealgate-Key-Id": key.key_config(5).fingerprint,
-    }
-    assert set(RequestEncoder(key.key_config(), EHBP).headers) == {"Ehbp-Encapsulated-Key"}
-
-
-def test_modes_never_open_each_other(key):
-    ex = new_exchange(key, SEALGATE)
-    wire = ex.encoder.finish(b"secret")
-    with pytest.raises(UnknownKey):  # EHBP has no key id: a failed first frame means "wrong key"
-        RequestDecoder(EHBP, ex.encoder.enc, [key]).push(wire)
+def test_ehbp_headers_carry_only_enc(key):
+    enc = RequestEncoder(key.key_config(5), EHBP)
+    assert enc.headers == {"Ehbp-Encapsulated-Key": enc.enc.hex()}
 
 
 def test_trial_decryption_picks_the_previous_key_during_rotation(key):
@@ -101,16 +79,8 @@ def test_request_for_a_key_not_held_is_unknown_key_in_ehbp(key):
         RequestDecoder(EHBP, ex.encoder.enc, [PrivateKey.generate()]).push(wire)
 
 
-def test_sealgate_wrong_key_is_decryption_failure(key):
-    ex = new_exchange(key, SEALGATE)
-    with pytest.raises(DecryptionFailed):
-        RequestDecoder(SEALGATE, ex.encoder.enc, [PrivateKey.generate()]).push(
-            ex.encoder.finish(b"x")
-        )
-
-
 def test_frame_too_large_is_refused_before_buffering(key):
-    ex = new_exchange(key, SEALGATE, frame_plaintext=1 << 20)
+    ex = new_exchange(key, EHBP, frame_plaintext=1 << 20)
     wire = ex.encoder.finish(os.urandom(100_000))
     decoder = ex.decoder(max_frame_size=50_000)
     with pytest.raises(FrameTooLarge):
@@ -118,7 +88,7 @@ def test_frame_too_large_is_refused_before_buffering(key):
 
 
 def test_decoder_is_poisoned_after_an_error(key):
-    ex = new_exchange(key, SEALGATE)
+    ex = new_exchange(key, EHBP, frame_plaintext=2)  # two frames: the second is tampered
     wire = bytearray(ex.encoder.finish(b"abc"))
     wire[-1] ^= 1
     decoder = ex.decoder()
@@ -129,7 +99,7 @@ def test_decoder_is_poisoned_after_an_error(key):
 
 
 def test_encoder_refuses_use_after_finish(key):
-    ex = new_exchange(key, SEALGATE)
+    ex = new_exchange(key, EHBP)
     ex.encoder.finish()
     with pytest.raises(EncoderStateError):
         ex.encoder.push(b"more")
@@ -137,13 +107,23 @@ def test_encoder_refuses_use_after_finish(key):
         ex.encoder.finish()
 
 
-def test_truncated_sealgate_message_is_detected_at_frame_boundary(key):
-    ex = new_exchange(key, SEALGATE, frame_plaintext=10)
+def test_ehbp_has_no_end_marker_so_a_cut_at_a_frame_boundary_goes_unnoticed(key):
+    """EHBP's stated limit (README, modes table); the native mode's chunked OHTTP detects
+    this cut (tests/protocol/test_ohttp.py, tests/client/test_native.py)."""
+    ex = new_exchange(key, EHBP, frame_plaintext=10)
     first = ex.encoder.push(b"0123456789")
     ex.encoder.finish(b"tail")
     decoder = ex.decoder()
     assert decoder.push(first) == [b"0123456789"]
-    with pytest.raises(TruncatedMessage, match="final frame"):
+    decoder.finish()
+
+
+def test_ehbp_cut_inside_a_frame_is_truncation(key):
+    ex = new_exchange(key, EHBP)
+    wire = ex.encoder.finish(b"0123456789")
+    decoder = ex.decoder()
+    assert decoder.push(wire[:-3]) == []
+    with pytest.raises(TruncatedMessage):
         decoder.finish()
 
 
@@ -154,7 +134,7 @@ def test_sequence_overflow_is_an_error():
 
 
 def test_response_encoder_overflow_refuses_to_reuse_a_nonce(key):
-    ex = new_exchange(key, SEALGATE)
+    ex = new_exchange(key, EHBP)
     decoder = ex.decoder()
     decoder.push(ex.encoder.finish())
     encoder = decoder.response_encoder()
@@ -172,12 +152,6 @@ def test_ehbp_zero_length_frames_are_skipped(key):
     rdec = ex.encoder.response_decoder(encoder.nonce.hex())
     assert rdec.push(wire) == [b"a", b"b"]
     rdec.finish()
-
-
-def test_sealgate_zero_length_frame_is_refused(key):
-    ex = new_exchange(key, SEALGATE)
-    with pytest.raises(DecryptionFailed):
-        ex.decoder().push(b"\x00\x00\x00\x00")
 
 
 def test_private_key_never_shows_or_pickles(key):
