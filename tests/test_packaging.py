@@ -4,8 +4,8 @@ install stays client-only."""
 from __future__ import annotations
 
 import ast
-import subprocess
 import re
+import subprocess
 import sys
 import tomllib
 from importlib.metadata import packages_distributions, version

@@ -13,13 +13,15 @@ import httpx
 import pytest
 from sealgate.enclave import EnclaveConfig, KeyRing
 from sealgate.enclave.engines import ASGIEngine, HTTPEngine
-from sealgate.protocol import SEALGATE, PrivateKey, Problem, RequestEncoder
+from sealgate.protocol import EHBP, PrivateKey, Problem, RequestEncoder
+from sealgate.protocol.ohttp import ChunkedRequestSealer
+from sealgate.protocol.varint import encode_varint
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..sealed_http import fetch_key, sealed_request
+from ..sealed_http import NATIVE, NativeOpening, fetch_key, native_parts, sealed_request
 from ..servers import ServerThread, free_port
 
 CHAT = json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -35,16 +37,32 @@ def _still_serves(http, url):
     assert result.status == 200 and result.encrypted
 
 
+def _post_native(http, url, body, headers=None):
+    base = {"content-type": "message/ohttp-chunked-req"}
+    return http.post(
+        url + "/.well-known/ohttp-gateway", content=body, headers={**base, **(headers or {})}
+    )
+
+
+def _opened(response, sealer) -> tuple[int, bytes]:
+    """The inner status and body of a sealed native response."""
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "message/ohttp-chunked-res"
+    opening = NativeOpening(sealer)
+    body = b"".join(opening.push(response.content)) + b"".join(opening.finish())
+    assert opening.head is not None
+    return opening.head.status, body
+
+
 @pytest.mark.parametrize(
     "headers",
     [
-        {"Sealgate-Encapsulated-Key": "zz" * 32, "Sealgate-Key-Id": "00" * 8},
-        {"Sealgate-Encapsulated-Key": "ab" * 31, "Sealgate-Key-Id": "00" * 8},
-        {"Sealgate-Encapsulated-Key": "00" * 32},  # no key id
+        {"Ehbp-Encapsulated-Key": "zz" * 32},
+        {"Ehbp-Encapsulated-Key": "ab" * 31},
         {"Ehbp-Encapsulated-Key": "not hex at all"},
     ],
 )
-def test_malformed_encapsulation_is_400(start_enclave, http, headers):
+def test_malformed_ehbp_encapsulation_is_400(start_enclave, http, headers):
     server, _ = start_enclave()
     response = _post_raw(http, server.url, b"\x00\x00\x00\x10" + bytes(16), headers)
     assert response.status_code == 400
@@ -53,41 +71,109 @@ def test_malformed_encapsulation_is_400(start_enclave, http, headers):
     _still_serves(http, server.url)
 
 
-def test_unknown_key_is_422_key_config(start_enclave, http):
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"content-type": "application/json"},  # not an OHTTP media type
+        {"content-type": "text/plain", "sealgate-key-id": "00" * 8},
+        [
+            ("content-type", "message/ohttp-chunked-req"),
+            ("sealgate-key-id", "a"),
+            ("sealgate-key-id", "b"),
+        ],
+    ],
+    ids=["json", "text", "two-key-ids"],
+)
+def test_malformed_native_outer_request_is_a_plaintext_400(start_enclave, http, headers):
+    server, _ = start_enclave()
+    response = http.post(
+        server.url + "/.well-known/ohttp-gateway", content=bytes(64), headers=headers
+    )
+    assert response.status_code == 400
+    assert Problem.from_bytes(response.content).type == "urn:sealgate:problem:malformed-request"
+    _still_serves(http, server.url)
+
+
+def test_removed_sealgate_v1_request_is_refused_with_an_upgrade_hint(start_enclave, http):
+    server, _ = start_enclave()
+    key = fetch_key(http, server.url)
+    v1_headers = {"Sealgate-Encapsulated-Key": "00" * 32, "Sealgate-Key-Id": key.fingerprint}
+    response = _post_raw(http, server.url, b"\x00\x00\x00\x10" + bytes(16), v1_headers)
+    assert response.status_code == 403
+    problem = Problem.from_bytes(response.content)
+    assert problem.type == "urn:sealgate:problem:plaintext-refused"
+    assert "upgrade" in (problem.detail or "")
+
+
+@pytest.mark.parametrize("mode", [NATIVE, EHBP], ids=str)
+def test_unknown_key_is_422_key_config(start_enclave, http, mode):
     server, _ = start_enclave()
     stranger = PrivateKey.generate().key_config()
-    result = sealed_request(http, "POST", server.url + "/v1/chat/completions", stranger, CHAT)
+    result = sealed_request(
+        http, "POST", server.url + "/v1/chat/completions", stranger, CHAT, mode=mode
+    )
     assert result.status == 422 and not result.encrypted
     assert Problem.from_bytes(result.body).type == "urn:ietf:params:ehbp:error:key-config"
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "drop_final"])
-def test_tampered_or_truncated_body_is_400(start_enclave, http, damage):
-    server, _ = start_enclave()
+def test_tampered_or_truncated_native_request_is_refused_never_forwarded(
+    start_enclave, http, damage
+):
+    server, built = start_enclave()
     key = fetch_key(http, server.url)
-    encoder = RequestEncoder(key, SEALGATE, frame_plaintext=8)
-    wire = bytearray(encoder.finish(CHAT))
+    url, headers, wire, sealer = native_parts(
+        "POST", server.url + "/v1/chat/completions", key, CHAT
+    )
+    wire = bytearray(wire)
+    header = len(sealer.header)
     if damage == "flip":
-        wire[10] ^= 0x40
+        wire[header + 10] ^= 0x40  # inside the (final) chunk
     elif damage == "truncate":
         wire = wire[:-3]
     else:
-        wire = wire[: -(4 + 16 + (len(CHAT) % 8 or 8))]
+        wire = wire[:header]  # the header alone: no final chunk
+    status, body = _opened(http.post(url, content=bytes(wire), headers=headers), sealer)
+    assert status == 400  # sealed: the header was authenticated enough to derive a key
+    assert Problem.from_bytes(body).type == "urn:sealgate:problem:malformed-request"
+    assert built.metrics.requests.labels("ohttp", "ok")._value.get() == 0  # nothing forwarded
+    _still_serves(http, server.url)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_tampered_or_truncated_ehbp_body_is_4xx(start_enclave, http, damage):
+    server, _ = start_enclave()
+    key = fetch_key(http, server.url)
+    encoder = RequestEncoder(key, EHBP, frame_plaintext=8)
+    wire = bytearray(encoder.finish(CHAT))
+    if damage == "flip":
+        wire[-10] ^= 0x40  # in the last frame: an earlier one opened, so "tampered"
+        expected = 400
+    else:
+        wire = wire[:-3]
+        expected = 400
     response = _post_raw(http, server.url, bytes(wire), encoder.headers)
-    assert response.status_code == 400
-    assert (
-        "final frame" in response.text
-        or "authentication" in response.text
-        or "inside a frame" in response.text
-    )
+    assert response.status_code == expected
+    assert "authentication" in response.text or "inside a frame" in response.text
 
 
 def test_frame_too_large_is_413(start_enclave, http):
     server, _ = start_enclave()
     key = fetch_key(http, server.url)
-    encoder = RequestEncoder(key, SEALGATE)
+    encoder = RequestEncoder(key, EHBP)
     response = _post_raw(http, server.url, b"\x7f\xff\xff\xff" + bytes(64), encoder.headers)
     assert response.status_code == 413
+    # Native: a chunk length above the limit is refused before buffering, sealed.
+    sealer = ChunkedRequestSealer(key)
+    outer = _post_native(
+        http,
+        server.url,
+        sealer.header + encode_varint(1 << 29) + bytes(64),
+        {"sealgate-key-id": key.fingerprint},
+    )
+    status, body = _opened(outer, sealer)
+    assert status == 413
+    assert Problem.from_bytes(body).type == "urn:sealgate:problem:body-too-large"
 
 
 def test_body_too_large_is_413(start_enclave, http):
@@ -160,15 +246,20 @@ def test_too_many_concurrent_requests_is_503_with_retry_after(start_enclave, htt
     assert first["status"] == 200
 
 
-def test_slow_client_gets_408_while_others_are_served(start_enclave, http):
+@pytest.mark.parametrize("mode", [NATIVE, EHBP], ids=str)
+def test_slow_client_gets_408_while_others_are_served(start_enclave, http, mode):
     server, _ = start_enclave(config=EnclaveConfig(body_timeout=0.5))
     key = fetch_key(http, server.url)
-    encoder = RequestEncoder(key, SEALGATE)
-    wire = encoder.finish(CHAT)
+    if mode is EHBP:
+        encoder = RequestEncoder(key, EHBP)
+        wire = encoder.finish(CHAT)
+        target, extra = "/v1/chat/completions", f"Ehbp-Encapsulated-Key: {encoder.enc.hex()}\r\n"
+    else:
+        _, _, wire, _ = native_parts("POST", server.url + "/v1/chat/completions", key, CHAT)
+        target = "/.well-known/ohttp-gateway"
+        extra = f"Content-Type: message/ohttp-chunked-req\r\nSealgate-Key-Id: {key.fingerprint}\r\n"
     head = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(wire)}\r\n"
-        f"Sealgate-Encapsulated-Key: {encoder.enc.hex()}\r\n"
-        f"Sealgate-Key-Id: {key.fingerprint}\r\n\r\n"
+        f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(wire)}\r\n{extra}\r\n"
     ).encode()
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
         slow.sendall(head + wire[:10])  # ... and then nothing
@@ -187,15 +278,15 @@ CORPUS = [
 
 
 @pytest.mark.parametrize("body", CORPUS, ids=range(len(CORPUS)))
-@pytest.mark.parametrize("mode", ["sealgate", "ehbp"])
+@pytest.mark.parametrize("mode", ["native", "ehbp"])
 def test_malformed_bodies_get_4xx_never_500(start_enclave, http, body, mode):
     server, _ = start_enclave()
     key = fetch_key(http, server.url)
-    encoder = RequestEncoder(key, SEALGATE)
-    headers = (
-        encoder.headers if mode == "sealgate" else {"Ehbp-Encapsulated-Key": encoder.enc.hex()}
-    )
-    response = _post_raw(http, server.url, body, headers)
+    if mode == "native":
+        response = _post_native(http, server.url, body, {"sealgate-key-id": key.fingerprint})
+    else:
+        encoder = RequestEncoder(key, EHBP)
+        response = _post_raw(http, server.url, body, encoder.headers)
     assert 400 <= response.status_code < 500, response.text
     _still_serves(http, server.url)
 
@@ -222,7 +313,8 @@ def test_raw_protocol_garbage_does_not_hurt_the_server(start_enclave, http, raw)
     _still_serves(http, server.url)
 
 
-def test_rotated_key_works_during_grace_then_gets_422(start_enclave, http):
+@pytest.mark.parametrize("mode", [NATIVE, EHBP], ids=str)
+def test_rotated_key_works_during_grace_then_gets_422(start_enclave, http, mode):
     now = [1_000_000.0]
     keyring = KeyRing(rotate_every=3600, grace=60, clock=lambda: now[0])
     server, built = start_enclave(keyring=keyring)
@@ -233,15 +325,20 @@ def test_rotated_key_works_during_grace_then_gets_422(start_enclave, http):
     # within the grace period, both keys decrypt
     for key in (old, new):
         assert (
-            sealed_request(http, "POST", server.url + "/v1/chat/completions", key, CHAT).status
+            sealed_request(
+                http, "POST", server.url + "/v1/chat/completions", key, CHAT, mode=mode
+            ).status
             == 200
         )
     now[0] += 61
-    late = sealed_request(http, "POST", server.url + "/v1/chat/completions", old, CHAT)
+    late = sealed_request(http, "POST", server.url + "/v1/chat/completions", old, CHAT, mode=mode)
     assert late.status == 422
     assert Problem.from_bytes(late.body).type == "urn:ietf:params:ehbp:error:key-config"
     assert (
-        sealed_request(http, "POST", server.url + "/v1/chat/completions", new, CHAT).status == 200
+        sealed_request(
+            http, "POST", server.url + "/v1/chat/completions", new, CHAT, mode=mode
+        ).status
+        == 200
     )
 
 

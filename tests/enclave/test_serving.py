@@ -1,4 +1,4 @@
-"""Real uvicorn enclaves on 127.0.0.1: both modes, streaming and not, demo and upstream engines."""
+"""Real uvicorn enclaves on 127.0.0.1: native mode and EHBP, streaming and not, demo and upstream engines."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import threading
 
 import pytest
 from sealgate.enclave.engines import HTTPEngine
-from sealgate.protocol import EHBP, SEALGATE
+from sealgate.protocol import EHBP
 
 from ..loopback import gated_engine
-from ..sealed_http import fetch_key, sealed_request, sealed_stream
+from ..sealed_http import NATIVE, fetch_key, sealed_request, sealed_stream
 from ..servers import free_port, process
 
 CHAT = {"model": "sealgate-demo-echo", "messages": [{"role": "user", "content": "hello there"}]}
@@ -27,7 +27,7 @@ def _sse_contents(body: bytes) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("mode", [SEALGATE, EHBP], ids=str)
+@pytest.mark.parametrize("mode", [NATIVE, EHBP], ids=str)
 def test_chat_completion_non_streaming(start_enclave, http, mode):
     server, _ = start_enclave()
     key = fetch_key(http, server.url)
@@ -42,7 +42,7 @@ def test_chat_completion_non_streaming(start_enclave, http, mode):
     assert result.headers["content-type"].startswith("application/json")
 
 
-@pytest.mark.parametrize("mode", [SEALGATE, EHBP], ids=str)
+@pytest.mark.parametrize("mode", [NATIVE, EHBP], ids=str)
 def test_chat_completion_streaming(start_enclave, http, mode):
     server, _ = start_enclave()
     key = fetch_key(http, server.url)
@@ -53,7 +53,7 @@ def test_chat_completion_streaming(start_enclave, http, mode):
     text = "".join(_sse_contents(result.body))
     assert text.endswith("You said: hello there")
     assert result.body.endswith(b"data: [DONE]\n\n")
-    # one sealed frame per engine chunk: the stream was not coalesced into one blob
+    # one sealed frame (native: chunk) per engine event: the stream was not coalesced
     assert len([c for c in result.chunks if c]) >= len(text.split())
 
 
@@ -133,7 +133,7 @@ def test_health_and_metrics_hold_no_secrets(start_enclave, http):
     health = http.get(server.url + "/healthz").json()
     assert health["status"] == "ok" and health["keys"] == [built.keyring.current.fingerprint]
     metrics = http.get(server.url + "/metrics").text
-    assert 'sealgate_enclave_requests_total{mode="sealgate",outcome="ok"} 1.0' in metrics
+    assert 'sealgate_enclave_requests_total{mode="ohttp",outcome="ok"} 1.0' in metrics
     assert secret.decode() not in metrics
     assert built.keyring.current.private.public_key.hex() not in metrics
 
