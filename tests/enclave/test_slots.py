@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from sealgate.enclave import EnclaveConfig
-from sealgate.protocol import EHBP, SEALGATE, KeyConfig, Mode, Problem, RequestEncoder
+from sealgate.protocol import EHBP, KeyConfig, Mode, Problem, RequestEncoder
 
-from ..sealed_http import fetch_key, sealed_request
+from ..sealed_http import NATIVE, NativeOpening, fetch_key, native_parts, sealed_request
 
 CHAT = json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode()
 BIG_CHAT = json.dumps({"messages": [{"role": "user", "content": "x" * 4000}]}).encode()
@@ -22,30 +22,34 @@ PATIENT = {"body_timeout": 60.0, "body_deadline": 60.0, "body_min_rate": 0.0}
 
 
 class SlowRequest:
-    """A sealed POST over a raw socket: the head and ``first`` body bytes at once, then one
-    byte every ``interval`` seconds (if given), never the last byte, until closed."""
+    """A sealed POST over a raw socket (native mode, or EHBP): the head and ``first`` body
+    bytes at once, then one byte every ``interval`` seconds (if given), never the last
+    byte, until closed."""
 
     def __init__(
         self,
         port: int,
         key: KeyConfig,
         *,
-        mode: Mode = SEALGATE,
+        mode: Mode | str = NATIVE,
         first: int = 1,
         interval: float | None = None,
         frame_plaintext: int = 16 * 1024,
     ) -> None:
-        self.encoder = RequestEncoder(key, mode, frame_plaintext=frame_plaintext)
         self.mode = mode
-        wire = self.encoder.finish(BIG_CHAT)
+        if mode is EHBP:
+            self.encoder = RequestEncoder(key, EHBP, frame_plaintext=frame_plaintext)
+            wire = self.encoder.finish(BIG_CHAT)
+            target = "/v1/chat/completions"
+            headers = {**self.encoder.headers, "Content-Type": "application/json"}
+        else:
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            _, headers, wire, self.sealer = native_parts("POST", url, key, BIG_CHAT)
+            target = "/.well-known/ohttp-gateway"
         assert first < len(wire)
-        head = "POST /v1/chat/completions HTTP/1.1\r\nHost: enclave\r\n" + "".join(
+        head = f"POST {target} HTTP/1.1\r\nHost: enclave\r\n" + "".join(
             f"{name}: {value}\r\n"
-            for name, value in {
-                **self.encoder.headers,
-                "Content-Type": "application/json",
-                "Content-Length": str(len(wire)),
-            }.items()
+            for name, value in {**headers, "Content-Length": str(len(wire))}.items()
         )
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.sock.sendall(head.encode() + b"\r\n" + wire[:first])
@@ -86,12 +90,24 @@ class SlowRequest:
             body += chunk
         return int(status_line.split()[1]), headers, body[:length]
 
-    def opened(self, headers: dict[str, str], body: bytes) -> bytes:
-        """The sealed response body, decrypted and checked."""
-        decoder = self.encoder.response_decoder(headers[self.mode.response_nonce_header.lower()])
-        plaintext = b"".join(decoder.push(body))
-        decoder.finish()
-        return plaintext
+    def answer(self) -> tuple[int, bool, bytes]:
+        """(status, sealed, body) of the answer: the inner status and decrypted body if sealed."""
+        status, headers, body = self.response()
+        if self.mode is EHBP:
+            nonce = headers.get(EHBP.response_nonce_header.lower())
+            if nonce is None:
+                return status, False, body
+            decoder = self.encoder.response_decoder(nonce)
+            plaintext = b"".join(decoder.push(body))
+            decoder.finish()
+            return status, True, plaintext
+        if headers.get("content-type") != "message/ohttp-chunked-res":
+            return status, False, body
+        assert status == 200  # the real status is inside
+        opening = NativeOpening(self.sealer)
+        plaintext = b"".join(opening.push(body)) + b"".join(opening.finish())
+        assert opening.head is not None
+        return opening.head.status, True, plaintext
 
     def close(self) -> None:
         self._stop.set()
@@ -147,10 +163,10 @@ def test_body_below_the_minimum_rate_gets_a_sealed_408(start_enclave, http, slow
     server, built = start_enclave(config=config)
     key = fetch_key(http, server.url)
     # 20 bytes/second: never idle long enough for the idle timeout, far below the rate.
-    drip = slow(server.port, key, interval=0.05)
-    status, headers, body = drip.response()
-    assert status == 408
-    problem = Problem.from_bytes(drip.opened(headers, body))  # sealed: the client can trust it
+    drip = slow(server.port, key, first=100, interval=0.05)  # the OHTTP header is complete
+    status, sealed, body = drip.answer()
+    assert status == 408 and sealed  # sealed: the client can trust it
+    problem = Problem.from_bytes(body)
     assert problem.type == "urn:sealgate:problem:request-timeout"
     assert "bytes/second" in (problem.detail or "")
     assert built.proxy.in_flight == 0
@@ -161,10 +177,10 @@ def test_body_below_the_minimum_rate_gets_a_sealed_408(start_enclave, http, slow
 def test_body_past_its_total_deadline_gets_408(start_enclave, http, slow):
     server, _ = start_enclave(config=EnclaveConfig(**{**PATIENT, "body_deadline": 0.5}))
     key = fetch_key(http, server.url)
-    drip = slow(server.port, key, interval=0.05)  # steady, but never finishing
-    status, headers, body = drip.response()
-    assert status == 408
-    problem = Problem.from_bytes(drip.opened(headers, body))
+    drip = slow(server.port, key, first=100, interval=0.05)  # steady, but never finishing
+    status, sealed, body = drip.answer()
+    assert status == 408 and sealed
+    problem = Problem.from_bytes(body)
     assert "not complete within 0.5 seconds" in (problem.detail or "")
 
 
@@ -172,29 +188,39 @@ def test_an_ehbp_timeout_is_sealed_only_once_a_frame_named_the_key(start_enclave
     server, built = start_enclave(config=EnclaveConfig(**{**PATIENT, "body_timeout": 0.3}))
     key = fetch_key(http, server.url)
     built.rotate_keys()  # two active keys: an EHBP body names neither, until a frame opens
-    nonce_header = EHBP.response_nonce_header.lower()
     # Not even one length prefix: the enclave cannot know the response key.
     early = slow(server.port, key, mode=EHBP, first=2, frame_plaintext=100)
-    status, headers, body = early.response()
-    assert status == 408 and nonce_header not in headers
-    assert headers["content-type"] == "application/problem+json"
+    status, sealed, body = early.answer()
+    assert status == 408 and not sealed
     assert Problem.from_bytes(body).type == "urn:sealgate:problem:request-timeout"
     # One whole frame (4-byte length, 100 bytes sealed with a 16-byte tag) opened: sealed.
     late = slow(server.port, key, mode=EHBP, first=4 + 100 + 16 + 2, frame_plaintext=100)
-    status, headers, body = late.response()
-    assert status == 408 and nonce_header in headers
-    assert Problem.from_bytes(late.opened(headers, body)).type == (
-        "urn:sealgate:problem:request-timeout"
-    )
+    status, sealed, body = late.answer()
+    assert status == 408 and sealed
+    assert Problem.from_bytes(body).type == "urn:sealgate:problem:request-timeout"
+
+
+def test_a_native_timeout_is_sealed_once_the_header_named_the_key(start_enclave, http, slow):
+    server, _ = start_enclave(config=EnclaveConfig(**{**PATIENT, "body_timeout": 0.3}))
+    key = fetch_key(http, server.url)
+    early = slow(server.port, key, first=5)  # inside the 39-byte OHTTP request header
+    status, sealed, body = early.answer()
+    assert status == 408 and not sealed
+    assert Problem.from_bytes(body).type == "urn:sealgate:problem:request-timeout"
+    late = slow(server.port, key, first=100)  # header complete: the response key exists
+    status, sealed, body = late.answer()
+    assert status == 408 and sealed
+    assert Problem.from_bytes(body).type == "urn:sealgate:problem:request-timeout"
 
 
 def test_bodies_held_count_against_one_byte_budget(start_enclave, http, slow):
-    config = EnclaveConfig(max_buffered_body_bytes=3000, **PATIENT)
+    # Native requests are padded to 1 KiB buckets: CHAT is ~1.1 KB on the wire, big ~2.1 KB.
+    config = EnclaveConfig(max_buffered_body_bytes=4000, **PATIENT)
     server, built = start_enclave(config=config)
     key = fetch_key(http, server.url)
     stalled = slow(server.port, key, first=2500)  # holds 2500 bytes, then stalls
     _wait_for(lambda: built.proxy.buffered_body_bytes == 2500, "the stalled body is counted")
-    big = json.dumps({"messages": [{"role": "user", "content": "y" * 600}]}).encode()
+    big = json.dumps({"messages": [{"role": "user", "content": "y" * 1600}]}).encode()
     refused = sealed_request(http, "POST", server.url + "/v1/chat/completions", key, big)
     assert refused.status == 503 and not refused.encrypted  # clients retry this elsewhere
     assert refused.headers["retry-after"] == "1"

@@ -77,8 +77,9 @@ def test_huge_chunked_body_is_413_and_cut(gw, http):
     doc = http.get(gw.url + "/.well-known/sealgate-fleet").json()
     key = AttestationDocument.from_dict(doc["enclaves"][0]["attestation"]).keys[0]
     head = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nSealgate-Key-Id: {key.fingerprint}\r\n"
-        "Sealgate-Encapsulated-Key: " + "00" * 32 + "\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: x\r\n"
+        f"Sealgate-Key-Id: {key.fingerprint}\r\nContent-Type: message/ohttp-chunked-req\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
     ).encode()
     chunk = b"%x\r\n%s\r\n" % (4000, os.urandom(4000))
     with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as conn:

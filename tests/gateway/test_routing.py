@@ -10,10 +10,10 @@ import time
 import pytest
 from sealgate.enclave import EnclaveConfig
 from sealgate.gateway import Discovery
-from sealgate.protocol import SEALGATE, AttestationDocument, Problem, RequestEncoder
+from sealgate.protocol import AttestationDocument, Problem
 
 from ..loopback import gated_engine
-from ..sealed_http import sealed_request, sealed_stream
+from ..sealed_http import native_parts, sealed_request, sealed_stream
 
 CHAT = json.dumps({"messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
 
@@ -36,7 +36,7 @@ def _served(fleet, total: int, outcome: str = "ok") -> list[int]:
     deadline = time.monotonic() + 10
     while True:
         counts = [
-            int(b.metrics.requests.labels("sealgate", outcome)._value.get()) for b in fleet.built
+            int(b.metrics.requests.labels("ohttp", outcome)._value.get()) for b in fleet.built
         ]
         if sum(counts) >= total or time.monotonic() > deadline:
             return counts
@@ -60,11 +60,13 @@ def test_unknown_key_is_421_and_nothing_is_forwarded(fleet, http):
     server = fleet.enclave()
     gw = fleet.gateway(Discovery(static=[server.url]))
     response = http.post(
-        gw.url + "/v1/chat/completions", content=b"x", headers={"Sealgate-Key-Id": "ab" * 8}
+        gw.url + "/.well-known/ohttp-gateway",
+        content=b"x",
+        headers={"Sealgate-Key-Id": "ab" * 8, "Content-Type": "message/ohttp-chunked-req"},
     )
     assert response.status_code == 421
     assert Problem.from_bytes(response.content).type == "urn:sealgate:problem:unknown-key"
-    assert fleet.built[0].metrics.requests.labels("sealgate", "bad_request")._value.get() == 0
+    assert fleet.built[0].metrics.requests.labels("ohttp", "bad_request")._value.get() == 0
 
 
 def test_enclave_down_is_503_with_retry_after_before_forwarding(fleet, http):
@@ -114,13 +116,12 @@ def test_enclave_422_reaches_the_client_byte_for_byte(fleet, http):
     built = fleet.built[0]
     gw = fleet.gateway(Discovery(static=[server.url]))
     old = _fleet_keys(http, gw.url).popitem()[1]
-    encoder = RequestEncoder(old, SEALGATE)
-    body = encoder.finish(b"{}")
+    _, headers, body, _ = native_parts("POST", gw.url + "/v1/chat/completions", old, b"{}")
     built.keyring.grace = 0
     built.rotate_keys()  # the old key is gone on the enclave; the gateway still routes it
     request = (
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-        + f"Sealgate-Encapsulated-Key: {encoder.enc.hex()}\r\nSealgate-Key-Id: {old.fingerprint}\r\n".encode()
+        b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: x\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
         + f"Content-Length: {len(body)}\r\n\r\n".encode()
         + body
     )
@@ -148,11 +149,10 @@ def test_client_disconnect_cancels_the_upstream_hop(fleet, http):
     server = fleet.enclave(engine=gated_engine(gate))
     gw = fleet.gateway(Discovery(static=[server.url]))
     key = _fleet_keys(http, gw.url).popitem()[1]
-    encoder = RequestEncoder(key, SEALGATE)
-    body = encoder.finish(b"{}")
+    _, headers, body, _ = native_parts("POST", gw.url + "/v1/chat/completions", key, b"{}")
     head = (
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-        + "".join(f"{k}: {v}\r\n" for k, v in encoder.headers.items())
+        "POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: x\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         + f"Content-Length: {len(body)}\r\n\r\n"
     ).encode()
     proxy = fleet.built[0].proxy
