@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from sealgate.client import EnclaveError, Policy, SecureClient
 from sealgate.client.cli import main
 from sealgate.client.fleet import gateway_root
+from sealgate.client.native import OHTTP
 from sealgate.enclave.engines.upstream import HTTPEngine
 from sealgate.gateway import Discovery
 from sealgate.protocol import PROBLEMS
@@ -48,7 +49,7 @@ def _assert_enclave_problem(error: EnclaveError | None, dead: str) -> None:
 
 def test_the_sdk_exposes_the_enclaves_decrypted_problem(engine_down):
     gw, policy, dead = engine_down
-    with SecureClient(gw.url, policy) as secure:
+    with SecureClient(gw.url, policy, mode=OHTTP) as secure:
         with pytest.raises(openai.InternalServerError) as excinfo:
             secure.openai(max_retries=0).chat.completions.create(model="any", messages=MESSAGES)
         _assert_enclave_problem(EnclaveError.of(excinfo.value), dead)
@@ -108,7 +109,7 @@ def test_gateway_root(url, root):
 def test_a_v1_base_url_is_stripped_with_a_warning(trio):
     gw, policy = trio
     with pytest.warns(UserWarning, match="ends in /v1: drop it"):
-        secure = SecureClient(gw.url + "/v1", policy)
+        secure = SecureClient(gw.url + "/v1", policy, mode=OHTTP)
     with secure:
         assert secure.gateway_url == gw.url
         assert len(secure.verify()) == 3

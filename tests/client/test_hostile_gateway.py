@@ -31,6 +31,7 @@ from sealgate.client import (
     SecureClient,
     VerificationError,
 )
+from sealgate.client.native import OHTTP
 from sealgate.client.verify import VERIFIERS
 from sealgate.gateway import Discovery
 from sealgate.protocol import PROBLEMS, AttestationDocument, PrivateKey, encode_key_configs
@@ -137,7 +138,7 @@ def test_one_bad_entry_never_takes_the_fleet_down(fleet, monkeypatch):
     tamperer = Tamperer(gw.url)
     tamperer.rewrite_fleet = hostile
     try:
-        with SecureClient(tamperer.url, policy) as secure:
+        with SecureClient(tamperer.url, policy, mode=OHTTP) as secure:
             records = secure.verify()
             assert len(records) == len(listed)  # one record per entry, refused or not
             verified = [r for r in records if r.ok]
@@ -195,7 +196,7 @@ def test_an_entry_with_a_2000_byte_nonce_is_refused_alone(trio, tamperer):
         return doc
 
     tamperer.rewrite_fleet = long_nonce
-    with SecureClient(tamperer.url, policy) as secure:
+    with SecureClient(tamperer.url, policy, mode=OHTTP) as secure:
         records = secure.verify()
         assert len(records) == 3 and sum(r.ok for r in records) == 2
         (failure,) = secure.fleet.failures.values()
@@ -211,7 +212,7 @@ def test_nan_load_on_every_entry_fails_closed(trio, tamperer):
         return doc
 
     tamperer.rewrite_fleet = nan_load
-    with SecureClient(tamperer.url, policy) as secure, secure.httpx_client() as http:
+    with SecureClient(tamperer.url, policy, mode=OHTTP) as secure, secure.httpx_client() as http:
         with pytest.raises(NoVerifiedEnclave, match="nothing was sent") as excinfo:
             http.post("/v1/chat/completions", json={"messages": MESSAGES})
         assert {f.step for f in excinfo.value.failures.values()} == {"directory entry"}
@@ -294,7 +295,7 @@ def test_two_fake_422s_do_not_retire_a_key_evidence_still_binds(single):
     tamperer.answer = lambda request, body: (
         fakes.pop() if request.method == "POST" and fakes else None
     )
-    with SecureClient(tamperer.url, policy) as secure, secure.httpx_client() as http:
+    with SecureClient(tamperer.url, policy, mode=OHTTP) as secure, secure.httpx_client() as http:
         first = http.post("/v1/chat/completions", json={"messages": MESSAGES})
         assert first.status_code == 200  # re-attested twice, then sent a third time
         assert len(tamperer.bodies) == 3
@@ -311,7 +312,7 @@ def test_a_gateway_faking_422s_for_a_while_cannot_disable_the_client_for_good(si
         _fake_422() if request.method == "POST" and faking[0] else None
     )
     with (
-        SecureClient(tamperer.url, policy, max_attempts=3) as secure,
+        SecureClient(tamperer.url, policy, max_attempts=3, mode=OHTTP) as secure,
         secure.httpx_client() as http,
     ):
         with pytest.raises(GatewayError, match="gave up after 3 attempts"):

@@ -495,3 +495,20 @@ def test_a_stream_cut_before_its_final_chunk_raises(fleet):
         stream = client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
         with pytest.raises(ResponseIntegrityError, match="final chunk"):
             list(stream)
+
+
+@pytest.mark.parametrize("mode", ["sealgate", "bogus"])
+def test_the_removed_body_only_mode_is_refused_by_name(mode):
+    policy = Policy.software(bytes(32))
+    with pytest.raises(ValueError, match="removed"):
+        SecureClient("http://127.0.0.1:9", policy, mode=mode)
+
+
+def test_ehbp_is_selected_by_object_or_name():
+    from sealgate.client.transport import SealgateTransport
+    from sealgate.protocol import EHBP
+
+    policy = Policy.software(bytes(32))
+    for mode in (EHBP, "ehbp"):
+        with SecureClient("http://127.0.0.1:9", policy, mode=mode) as secure:
+            assert isinstance(secure.transport(), SealgateTransport)

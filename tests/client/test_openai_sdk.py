@@ -6,15 +6,20 @@ import asyncio
 
 import pytest
 from sealgate.client import ENCLAVE_HEADER, SecureClient
+from sealgate.client.native import OHTTP
+from sealgate.protocol import EHBP
 
 openai = pytest.importorskip("openai", reason="the openai SDK (dev extra) is not installed")
 MESSAGES = [{"role": "user", "content": "hello from the test"}]
 REPLY_END = "You said: hello from the test"
+#: The native mode and the EHBP compatibility mode must both serve the SDK unchanged.
+MODES = pytest.mark.parametrize("mode", [OHTTP, EHBP], ids=str)
 
 
-def test_sync_chat_streaming_and_not_embeddings_models(trio):
+@MODES
+def test_sync_chat_streaming_and_not_embeddings_models(trio, mode):
     gw, policy = trio
-    with SecureClient(gw.url, policy) as secure:
+    with SecureClient(gw.url, policy, mode=mode) as secure:
         client = secure.openai()
         reply = client.chat.completions.create(model="sealgate-demo-echo", messages=MESSAGES)
         assert reply.choices[0].message.content.endswith(REPLY_END)
@@ -36,11 +41,12 @@ def test_sync_chat_streaming_and_not_embeddings_models(trio):
         assert raw.headers[ENCLAVE_HEADER].split(";")[0] in secure.fleet.enclaves
 
 
-def test_async_chat_streaming_and_not(trio):
+@MODES
+def test_async_chat_streaming_and_not(trio, mode):
     gw, policy = trio
 
     async def main() -> tuple[str, str]:
-        with SecureClient(gw.url, policy) as secure:
+        with SecureClient(gw.url, policy, mode=mode) as secure:
             client = secure.async_openai()
             reply = await client.chat.completions.create(
                 model="sealgate-demo-echo", messages=MESSAGES
@@ -58,7 +64,7 @@ def test_async_chat_streaming_and_not(trio):
 
 def test_requests_spread_across_verified_enclaves(trio):
     gw, policy = trio
-    with SecureClient(gw.url, policy) as secure:
+    with SecureClient(gw.url, policy, mode=OHTTP) as secure:
         client = secure.openai()
         served = set()
         for _ in range(30):
@@ -69,9 +75,10 @@ def test_requests_spread_across_verified_enclaves(trio):
         assert len(served) == 3
 
 
-def test_plain_httpx_clients(trio):
+@MODES
+def test_plain_httpx_clients(trio, mode):
     gw, policy = trio
-    with SecureClient(gw.url, policy) as secure:
+    with SecureClient(gw.url, policy, mode=mode) as secure:
         with secure.httpx_client() as http:
             response = http.post("/v1/chat/completions", json={"messages": MESSAGES})
             assert response.status_code == 200 and response.json()["choices"][0]["message"][

@@ -10,8 +10,10 @@ import httpx
 import pytest
 from sealgate.client import ENCLAVE_HEADER, Policy, SecureClient
 from sealgate.client.demo import DemoFleet
+from sealgate.client.native import OHTTP
 from sealgate.enclave import EnclaveConfig
 from sealgate.gateway import Discovery, GatewayConfig
+from sealgate.protocol import EHBP
 
 openai = pytest.importorskip("openai", reason="the openai SDK (dev extra) is not installed")
 
@@ -23,11 +25,12 @@ def _ask(client, text: str) -> tuple[str, str]:
     return raw.parse().choices[0].message.content, raw.headers[ENCLAVE_HEADER].split(";")[0]
 
 
-def test_key_rotation_mid_session_is_invisible(fleet):
+@pytest.mark.parametrize("mode", [OHTTP, EHBP], ids=str)
+def test_key_rotation_mid_session_is_invisible(fleet, mode):
     servers = [fleet.enclave(config=EnclaveConfig(key_grace=0)) for _ in range(2)]
     gw = fleet.gateway(Discovery(static=[s.url for s in servers]))
     policy = Policy.software(fleet.root.public_key().public_bytes_raw(), fleet.measurement)
-    with SecureClient(gw.url, policy) as secure:
+    with SecureClient(gw.url, policy, mode=mode) as secure:
         client = secure.openai(max_retries=0)  # recovery must come from sealgate, not openai
         for built in fleet.built:
             built.rotate_keys()  # old keys die at once (grace 0); the client still holds them
@@ -37,7 +40,8 @@ def test_key_rotation_mid_session_is_invisible(fleet):
         assert secure.fleet.refreshes >= 2  # it re-attested after the 422
 
 
-def test_fleet_shrinking_to_one_and_growing_back(fleet, tmp_path):
+@pytest.mark.parametrize("mode", [OHTTP, EHBP], ids=str)
+def test_fleet_shrinking_to_one_and_growing_back(fleet, tmp_path, mode):
     servers = [fleet.enclave() for _ in range(3)]
     path = tmp_path / "fleet.toml"
     path.write_text("enclaves = [{}]\n".format(", ".join(f'"{s.url}"' for s in servers)))
@@ -45,7 +49,7 @@ def test_fleet_shrinking_to_one_and_growing_back(fleet, tmp_path):
         Discovery(file=path), GatewayConfig(poll_interval=0.2, discovery_interval=0.2)
     )
     policy = Policy.software(fleet.root.public_key().public_bytes_raw(), fleet.measurement)
-    with SecureClient(gw.url, policy, refresh_interval=0.5) as secure:
+    with SecureClient(gw.url, policy, refresh_interval=0.5, mode=mode) as secure:
         client = secure.openai(max_retries=0)
         assert len({_ask(client, "a")[1] for _ in range(20)}) == 3
         path.write_text(f'enclaves = ["{servers[0].url}"]\n')
@@ -68,7 +72,7 @@ def test_enclave_killed_mid_session():
         killed = threading.Event()
 
         def user_code() -> None:
-            with SecureClient(demo.gateway_url, demo.policy()) as secure:
+            with SecureClient(demo.gateway_url, demo.policy(), mode=OHTTP) as secure:
                 client = secure.openai()  # plain user code: default openai settings
                 for i in range(60):
                     try:
@@ -118,7 +122,7 @@ def test_forwarding_failed_is_a_connection_error_the_sdk_may_retry(trio, tampere
         return None
 
     tamperer.answer = first_post_fails
-    with SecureClient(tamperer.url, policy) as secure:
+    with SecureClient(tamperer.url, policy, mode=OHTTP) as secure:
         answer, _ = _ask(secure.openai(), "once")  # openai's default retry re-sends, sealed anew
         assert answer.endswith("You said: once") and len(calls) == 2 and calls[0] != calls[1]
         calls.clear()

@@ -17,6 +17,7 @@ from sealgate.client import (
     VerificationError,
     verify_document,
 )
+from sealgate.client.native import OHTTP
 from sealgate.protocol import AttestationDocument, PrivateKey, encode_key_configs
 from starlette.responses import Response
 
@@ -48,7 +49,10 @@ def test_key_not_matching_report_data(trio, tamperer):
         return doc
 
     tamperer.rewrite_fleet = swap_keys
-    with SecureClient(tamperer.url, policy) as secure, pytest.raises(NoVerifiedEnclave) as excinfo:
+    with (
+        SecureClient(tamperer.url, policy, mode=OHTTP) as secure,
+        pytest.raises(NoVerifiedEnclave) as excinfo,
+    ):
         _post(secure)
     assert _refused_step(excinfo) == {"report_data binding"}
     record = next(iter(excinfo.value.failures.values())).verification
@@ -59,7 +63,10 @@ def test_key_not_matching_report_data(trio, tamperer):
 def test_wrong_measurement(trio, tamperer):
     _gw, policy = trio
     wrong = Policy.software(policy.software_roots, "00" * 48)
-    with SecureClient(tamperer.url, wrong) as secure, pytest.raises(NoVerifiedEnclave) as excinfo:
+    with (
+        SecureClient(tamperer.url, wrong, mode=OHTTP) as secure,
+        pytest.raises(NoVerifiedEnclave) as excinfo,
+    ):
         _post(secure)
     assert _refused_step(excinfo) == {"measurement"}
     assert tamperer.bodies == []
@@ -70,7 +77,7 @@ def test_untrusted_software_root(trio, tamperer):
     stranger = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
     untrusting = Policy.software(stranger, policy.measurements[0].registers["measurement"])
     with (
-        SecureClient(tamperer.url, untrusting) as secure,
+        SecureClient(tamperer.url, untrusting, mode=OHTTP) as secure,
         pytest.raises(NoVerifiedEnclave) as excinfo,
     ):
         _post(secure)
@@ -125,7 +132,7 @@ def test_fresh_nonce_policy_works_end_to_end(trio):
         policy.measurements[0].registers["measurement"],
         require_fresh_nonce=True,
     )
-    with SecureClient(gw.url, strict) as secure:
+    with SecureClient(gw.url, strict, mode=OHTTP) as secure:
         records = secure.verify()
         assert len(records) == 3
         assert all(any(s.name == "fresh nonce" and s.ok for s in r.steps) for r in records)
@@ -142,7 +149,7 @@ def test_gateway_swapping_documents_between_enclaves(trio, tamperer):
         return doc
 
     tamperer.rewrite_fleet = swap
-    with SecureClient(tamperer.url, policy) as secure:
+    with SecureClient(tamperer.url, policy, mode=OHTTP) as secure:
         secure.fleet.refresh()
         assert {f.step for f in secure.fleet.failures.values()} == {"gateway listing"}
         assert len(secure.fleet.failures) == 2 and len(secure.fleet.enclaves) == 1
@@ -158,7 +165,7 @@ def test_gateway_returning_plaintext_200(trio, tamperer):
         else None
     )
     with (
-        SecureClient(tamperer.url, policy) as secure,
+        SecureClient(tamperer.url, policy, mode=OHTTP) as secure,
         pytest.raises(ResponseIntegrityError, match="without"),
     ):
         _post(secure)
@@ -178,16 +185,12 @@ def test_stream_cut_short(trio, tamperer):
         return Response(
             upstream.content[:-30],
             upstream.status_code,
-            headers={
-                k: v
-                for k, v in upstream.headers.items()
-                if k.lower() in ("content-type", "sealgate-response-nonce")
-            },
+            headers={k: v for k, v in upstream.headers.items() if k.lower() == "content-type"},
         )
 
     tamperer.answer = cut
     with (
-        SecureClient(tamperer.url, policy) as secure,
+        SecureClient(tamperer.url, policy, mode=OHTTP) as secure,
         secure.httpx_client() as http,
         pytest.raises(ResponseIntegrityError),
     ):
@@ -198,7 +201,7 @@ def test_no_fleet_means_nothing_sent(tamperer, trio):
     _, policy = trio
     tamperer.rewrite_fleet = lambda doc: {**doc, "enclaves": []}
     with (
-        SecureClient(tamperer.url, policy) as secure,
+        SecureClient(tamperer.url, policy, mode=OHTTP) as secure,
         pytest.raises(NoVerifiedEnclave, match="nothing was sent"),
     ):
         _post(secure)
@@ -209,7 +212,7 @@ def test_secret_headers_are_not_sent_in_the_clear(trio, tamperer):
     _, policy = trio
     seen: list[dict[str, str]] = []
     tamperer.answer = lambda request, body: seen.append(dict(request.headers)) or None
-    with SecureClient(tamperer.url, policy) as secure:
+    with SecureClient(tamperer.url, policy, mode=OHTTP) as secure:
         client = secure.openai(api_key="sk-very-secret")
         client.chat.completions.create(model="sealgate-demo-echo", messages=MESSAGES)
     posted = [h for h in seen if "sealgate-key-id" in h]
@@ -248,7 +251,7 @@ def test_every_enclave_unavailable_ends_in_a_clear_error(trio, tamperer):
         else None
     )
     with (
-        SecureClient(tamperer.url, policy) as secure,
+        SecureClient(tamperer.url, policy, mode=OHTTP) as secure,
         pytest.raises(NoVerifiedEnclave, match="refused it before processing"),
     ):
         _post(secure)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from sealgate.client import Policy, SecureClient
+from sealgate.client.native import OHTTP
 from sealgate.enclave.engines import ASGIEngine, HTTPEngine
 from sealgate.enclave.engines.demo import create_demo_app
 from sealgate.gateway import Discovery
@@ -76,7 +77,7 @@ def upstreams() -> Iterator[list[ServerThread]]:
 def _secure_client(fleet: LoopbackFleet, enclave: ServerThread) -> SecureClient:
     gateway = fleet.gateway(Discovery(static=[enclave.url]))
     policy = Policy.software(fleet.root.public_key().public_bytes_raw(), fleet.measurement)
-    return SecureClient(gateway.url, policy)
+    return SecureClient(gateway.url, policy, mode=OHTTP)
 
 
 def _chat_both_ways(secure: SecureClient) -> None:
