@@ -35,6 +35,7 @@ import httpx
 from sealgate.protocol.errors import MalformedProblem, ProtocolError
 from sealgate.protocol.keyconfig import KeyConfig
 from sealgate.protocol.modes import EHBP, Mode
+from sealgate.protocol.padding import DEFAULT_REQUEST_BUCKET, is_json, json_padding
 from sealgate.protocol.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
 from sealgate.protocol.problem import PROBLEMS, Problem
 from sealgate.protocol.request import RequestEncoder
@@ -127,6 +128,7 @@ class _Core:
         max_attempts: int = 4,
         forward_secret_headers: bool = False,
         max_body: int = 64 * 1024 * 1024,
+        request_bucket: int = DEFAULT_REQUEST_BUCKET,
     ) -> None:
         if mode is not EHBP:
             raise ValueError("these transports speak EHBP; the native mode is client.native")
@@ -135,10 +137,15 @@ class _Core:
         self.max_attempts = max(1, max_attempts)
         self.forward_secret_headers = forward_secret_headers
         self.max_body = max_body
+        self.request_bucket = request_bucket
 
     def seal(self, headers: Any, body: bytes, exclude: set[str]) -> _Attempt:
         enclave, key = self.fleet.choose(exclude)
         encoder = RequestEncoder(key, self.mode)
+        if body and self.request_bucket > 0 and is_json(headers.get("content-type", "")):
+            # Trailing whitespace is still the same JSON text (RFC 8259 §2): only the
+            # prompt's size bucket crosses the gateway.
+            body = body + json_padding(len(body), self.request_bucket)
         wire = encoder.finish(body)
         out: list[tuple[str, str]] = []
         for name, value in headers.multi_items():

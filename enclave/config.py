@@ -70,3 +70,6 @@ class EnclaveConfig:
     )
     #: Native mode: every sealed response chunk's plaintext is a multiple of this (0: off).
     chunk_bucket: int = 128
+    #: EHBP: pad sealed responses to ``chunk_bucket`` too, in ways Tinfoil's clients pass
+    #: through unchanged (SSE comment lines per frame, trailing whitespace after JSON).
+    ehbp_padding: bool = True

@@ -19,6 +19,7 @@ is sealed whenever the response key is already known. 503 overloaded stays plain
 even after decryption: the engine never saw the request, and clients retry a plaintext
 overloaded refusal on another enclave.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,6 +32,7 @@ from typing import ClassVar
 
 from sealgate.protocol.errors import FrameTooLarge, ProtocolError, UnknownKey
 from sealgate.protocol.modes import Mode, mode_of_headers
+from sealgate.protocol.padding import SsePadder, is_json, json_padding
 from sealgate.protocol.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
 from sealgate.protocol.problem import PROBLEMS, Problem
 from sealgate.protocol.request import RequestDecoder, parse_hex_header
@@ -328,6 +330,24 @@ class SealedProxy:
             with contextlib.suppress(asyncio.CancelledError):
                 await streaming
 
+    def _ehbp_padding(
+        self, sealed: bool, content_type: bytes
+    ) -> tuple[SsePadder | None, bytearray | None]:
+        """How an EHBP response body is padded: SSE pieces, a whole JSON body, or not at all.
+
+        Each SSE frame's plaintext becomes a bucket multiple (a comment line, which every
+        SSE parser ignores); a JSON body is sent once complete, with trailing whitespace.
+        Other bodies pass unchanged: no padding they could not ignore.
+        """
+        bucket = self.config.chunk_bucket
+        if not (sealed and self.config.ehbp_padding and bucket >= 4):
+            return None, None
+        if _media(content_type) == b"text/event-stream":
+            return SsePadder(bucket, length_prefixed=False), None
+        if is_json(content_type):
+            return None, bytearray()
+        return None, None
+
     async def _stream(
         self,
         method: str,
@@ -368,10 +388,23 @@ class SealedProxy:
                     kept.append((b"cache-control", b"no-store"))
                 # Content-Encoding is not forwarded: what is sealed must be identity.
                 chunks = identity_body(response.headers, response.body)
+                content_type = next((v for k, v in kept if k == b"content-type"), b"")
+                padder, whole = self._ehbp_padding(sealed, content_type)
                 await start(response.status, kept)
                 async for chunk in chunks:
-                    await emit(encoder.push(chunk), True)
-                await emit(encoder.finish(), False)
+                    if padder is not None:
+                        for piece in padder.push(chunk):
+                            await emit(encoder.push(piece), True)
+                    elif whole is not None:
+                        whole += chunk
+                    else:
+                        await emit(encoder.push(chunk), True)
+                tail = b""
+                if padder is not None:
+                    tail = padder.finish()
+                elif whole is not None:
+                    tail = bytes(whole) + json_padding(len(whole), self.config.chunk_bucket)
+                await emit(encoder.finish(tail), False)
                 ex.outcome = "ok" if response.status < 400 else f"engine_{response.status}"
         except EngineError as error:
             ex.outcome = "engine_timeout" if isinstance(error, EngineTimeout) else "engine_error"
@@ -387,6 +420,10 @@ class SealedProxy:
                 return
             log.warning("engine failed mid-stream: %s", error)
             raise  # EHBP and plaintext have no end marker: abort the connection instead
+
+
+def _media(content_type: bytes) -> bytes:
+    return content_type.split(b";")[0].strip().lower()
 
 
 def _body_deadline(

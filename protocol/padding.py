@@ -1,4 +1,4 @@
-"""Length padding for the native mode: what crosses the gateway reveals only bucketed sizes.
+"""Length padding: what crosses the gateway reveals only bucketed sizes.
 
 Streamed tokens are the leak that matters (Weiss et al., USENIX Security 2024, rebuilt
 responses from token lengths alone). Each sealed chunk's plaintext is made a multiple
@@ -14,6 +14,13 @@ the application format, where every parser ignores it:
   ignored), which the SDK removes again, so the application reads the engine's bytes;
 - **everything else** (whole requests, non-streamed responses, the final chunk) is
   padded with zero bytes after the message, which RFC 9292 allows.
+
+EHBP (body only, so there is no head and no room after the message) gets what its
+clients cannot tell apart from the engine's output: SSE comment lines, sized so each
+frame's plaintext is a bucket multiple (``SsePadder(length_prefixed=False)``), and
+trailing whitespace after a JSON body (:func:`json_padding`; RFC 8259 §2 allows
+whitespace after the value), both by the enclave; the SDK's EHBP mode pads JSON request
+bodies the same way.
 
 What still leaks: the number of chunks (≈ events) and their timing, and sizes
 rounded up to the bucket. An optional coalescing interval (enclave side) batches
@@ -35,6 +42,8 @@ __all__ = [
     "padded_field",
     "SsePadder",
     "strip_sse_padding",
+    "json_padding",
+    "is_json",
 ]
 
 PADDING_FIELD = b"sealgate-padding"
@@ -71,24 +80,49 @@ def padded_field(head_size: int, bucket: int) -> Field | None:
         target += bucket
 
 
+def json_padding(size: int, bucket: int) -> bytes:
+    """Spaces to append to a JSON text of ``size`` bytes to reach a multiple of ``bucket``."""
+    return b" " * padding_to(size, bucket)
+
+
+def is_json(content_type: bytes | str) -> bool:
+    """True for ``application/json`` and ``+json`` media types (parameters ignored)."""
+    if isinstance(content_type, str):
+        content_type = content_type.encode("latin-1")
+    kind = content_type.split(b";")[0].strip().lower()
+    return kind == b"application/json" or (
+        kind.startswith(b"application/") and kind.endswith(b"+json")
+    )
+
+
 class SsePadder:
     """Cuts a ``text/event-stream`` body at line ends into padded content pieces.
 
     Each piece returned by :meth:`push` is whole lines plus one comment line, sized so
-    that its BHTTP content chunk (length prefix + data) is a multiple of ``bucket``.
-    A partial line waits for its end; :meth:`finish` returns what is left, unpadded
-    (the final chunk is padded with zeros after the message instead).
+    that its BHTTP content chunk (length prefix + data) is a multiple of ``bucket``,
+    or (``length_prefixed=False``, for EHBP frames) the piece itself is. A partial
+    line waits for its end; :meth:`finish` returns what is left, unpadded (the native
+    mode pads its final chunk with zeros after the message instead).
     """
 
-    def __init__(self, bucket: int = DEFAULT_CHUNK_BUCKET, max_piece: int = 15 * 1024) -> None:
+    def __init__(
+        self,
+        bucket: int = DEFAULT_CHUNK_BUCKET,
+        max_piece: int = 15 * 1024,
+        *,
+        length_prefixed: bool = True,
+    ) -> None:
         if bucket < 4:
             raise ValueError("bucket must be at least 4 bytes")
         self.bucket = bucket
         self.max_piece = max_piece
+        self.length_prefixed = length_prefixed
         self._buffer = bytearray()
 
     def _pad(self, lines: bytes) -> bytes:
         minimum = len(lines) + 2  # ":" LF
+        if not self.length_prefixed:
+            return lines + b":" + b" " * padding_to(minimum, self.bucket) + b"\n"
         target = varint_size(minimum) + minimum
         target += padding_to(target, self.bucket)
         while True:

@@ -22,6 +22,7 @@ from sealgate.client import (
 from sealgate.client.native import OHTTP
 from sealgate.enclave.engines import ASGIEngine
 from sealgate.gateway import Discovery
+from sealgate.protocol import EHBP
 from sealgate.protocol.problem import PROBLEMS
 from sealgate.protocol.varint import decode_varint
 from starlette.applications import Starlette
@@ -342,6 +343,17 @@ def token_engine() -> ASGIEngine:
     async def chat(request: Request) -> Response:
         body = json.loads(await request.body())
         tokens = body["messages"][0]["content"].split("|")
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": "".join(tokens)}
+            return JSONResponse(
+                {
+                    "object": "chat.completion",
+                    "model": "tokens",
+                    "created": 1,
+                    "id": "c",
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                }
+            )
 
         async def events() -> AsyncIterator[bytes]:
             for token in tokens:
@@ -369,6 +381,7 @@ class TcpTap:
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.received: list[bytearray] = []
+        self.sent: list[bytearray] = []  # what the client sent, per connection
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         self._threads: list[threading.Thread] = []
@@ -382,10 +395,11 @@ class TcpTap:
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            record = bytearray()
+            record, request = bytearray(), bytearray()
             self.received.append(record)
+            self.sent.append(request)
             self._sockets += [client, upstream]
-            for source, sink, log in ((client, upstream, None), (upstream, client, record)):
+            for source, sink, log in ((client, upstream, request), (upstream, client, record)):
                 thread = threading.Thread(target=self._pump, args=(source, sink, log), daemon=True)
                 thread.start()
 
@@ -409,7 +423,7 @@ class TcpTap:
 
 
 def _http_bodies(stream: bytes) -> Iterator[tuple[dict[bytes, bytes], bytes]]:
-    """Parse consecutive HTTP/1.1 responses (content-length or chunked) from raw bytes."""
+    """Parse consecutive HTTP/1.1 messages (content-length, chunked or none) from raw bytes."""
     while stream:
         head, _, stream = stream.partition(b"\r\n\r\n")
         lines = head.split(b"\r\n")
@@ -420,8 +434,9 @@ def _http_bodies(stream: bytes) -> Iterator[tuple[dict[bytes, bytes], bytes]]:
         if b"content-length" in headers:
             size = int(headers[b"content-length"])
             body, stream = stream[:size], stream[size:]
+        elif headers.get(b"transfer-encoding") != b"chunked":
+            body = b""  # a request without a body (GET)
         else:
-            assert headers.get(b"transfer-encoding") == b"chunked"
             body = b""
             while True:
                 size_line, _, stream = stream.partition(b"\r\n")
@@ -475,6 +490,63 @@ def test_streamed_token_sizes_are_hidden_from_a_tap_in_front_of_the_gateway(flee
     assert first == second
     assert len(sealed[0]) == len(sealed[1])
     assert all((size - 16) % 128 == 0 for size in first)  # plaintexts are bucket multiples
+
+
+def _ehbp_frame_sizes(body: bytes) -> list[int]:
+    """Ciphertext sizes of the ``uint32 length || ciphertext`` frames of an EHBP body."""
+    sizes = []
+    while body:
+        size = int.from_bytes(body[:4], "big")
+        sizes.append(size)
+        body = body[4 + size :]
+    return sizes
+
+
+def test_ehbp_responses_and_requests_are_padded_where_tinfoil_clients_ignore_it(fleet):
+    """EHBP: SSE comment lines per frame and whitespace after JSON, both bucket multiples,
+    and the SDK's JSON requests in 1 KiB buckets; the application sees the engine's bytes."""
+    server = fleet.enclave(engine=token_engine())
+    gw = fleet.gateway(Discovery(static=[server.url]))
+    tap = TcpTap(gw.port)
+    policy = Policy.software(fleet.root.public_key().public_bytes_raw(), fleet.measurement)
+    completions = ["a|b|c|d", "Supercalifragilistic| hippopotamus|!|x"]
+    try:
+        with SecureClient(tap.url, policy, mode=EHBP) as secure:
+            client = secure.openai()
+            for prompt in completions:
+                stream = client.chat.completions.create(
+                    model="tokens", messages=[{"role": "user", "content": prompt}], stream=True
+                )
+                text = "".join(c.choices[0].delta.content or "" for c in stream)
+                assert text == prompt.replace("|", "")
+            with secure.httpx_client() as http:
+                reply = http.post(
+                    "/v1/chat/completions",
+                    json={"messages": [{"role": "user", "content": "x|y"}]},
+                )
+            assert reply.json()["choices"][0]["message"]["content"] == "xy"
+            assert reply.content.endswith(b" ")  # trailing whitespace: still the same JSON
+    finally:
+        tap.close()
+    sealed = [
+        (headers, body)
+        for record in tap.received
+        for headers, body in _http_bodies(bytes(record))
+        if b"ehbp-response-nonce" in headers
+    ]
+    assert len(sealed) == 3
+    first, second, whole = (_ehbp_frame_sizes(body) for _, body in sealed)
+    assert len(first) == 4 + 1  # one frame per token event, then [DONE]
+    assert first == second
+    assert all((size - 16) % 128 == 0 for size in first + whole)
+    requests = [
+        body
+        for record in tap.sent
+        for headers, body in _http_bodies(bytes(record))
+        if b"ehbp-encapsulated-key" in headers
+    ]
+    assert len(requests) == 3
+    assert all((sum(_ehbp_frame_sizes(body)) - 16) % 1024 == 0 for body in requests)
 
 
 def test_a_stream_cut_before_its_final_chunk_raises(fleet):

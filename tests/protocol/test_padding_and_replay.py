@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -12,6 +13,8 @@ from sealgate.protocol.errors import ReplayedRequest
 from sealgate.protocol.padding import (
     PADDING_FIELD,
     SsePadder,
+    is_json,
+    json_padding,
     padded_field,
     padding_to,
     strip_sse_padding,
@@ -57,6 +60,28 @@ def test_equal_event_counts_give_equal_sizes_whatever_the_text() -> None:
         return out
 
     assert sizes(["Hi", " there", "!"]) == sizes(["Supercalifragilistic", ",", " ok"])
+
+
+@SETTINGS
+@given(st.lists(LINE, min_size=1, max_size=10), st.sampled_from([16, 64, 128, 512]))
+def test_ehbp_sse_pieces_are_themselves_whole_buckets(lines: list[bytes], bucket: int) -> None:
+    """EHBP frames carry no length prefix inside: the piece itself is the bucket multiple."""
+    padder = SsePadder(bucket, length_prefixed=False)
+    restored = b""
+    for line in lines:
+        for piece in padder.push(line):
+            assert len(piece) % bucket == 0 and piece.endswith(b"\n")
+            restored += strip_sse_padding(piece)
+    assert restored == b"".join(lines)
+
+
+@given(st.dictionaries(st.text(max_size=20), st.text(max_size=50), max_size=5))
+def test_json_padding_keeps_the_same_json_value(value: dict[str, str]) -> None:
+    text = json.dumps(value).encode()
+    padded = text + json_padding(len(text), 1024)
+    assert len(padded) % 1024 == 0 and json.loads(padded) == value
+    assert is_json("application/json; charset=utf-8") and is_json(b"application/problem+json")
+    assert not is_json("text/event-stream")
 
 
 def test_a_partial_line_waits_for_its_end() -> None:
