@@ -57,6 +57,8 @@ class Enclave:
     engine: Engine
     metrics: EnclaveMetrics
     proxy: SealedProxy
+    #: The native mode's endpoint, with its replay guard (``native.guard``).
+    native: NativeGateway
 
     def rotate_keys(self) -> None:
         """Rotate now (the previous key keeps decrypting for the grace period)."""
@@ -179,7 +181,7 @@ def create_app(
         ],
         lifespan=lifespan,
     )
-    enclave = Enclave(app, config, keyring, attestation, engine, metrics, proxy)
+    enclave = Enclave(app, config, keyring, attestation, engine, metrics, proxy, native)
     return enclave
 
 

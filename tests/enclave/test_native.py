@@ -190,3 +190,38 @@ def test_engine_failure_mid_stream_leaves_out_the_final_chunk(start_enclave):
     assert b"data: first" in opened
     with pytest.raises(TruncatedMessage):
         opener.finish()
+
+
+def test_a_flood_of_distinct_requests_fills_the_replay_cache_then_gets_503(start_enclave):
+    """Beyond capacity, valid requests are refused (sealed 503 + Retry-After) rather than
+    forgetting a remembered key; the guard never holds more than its capacity."""
+    capacity = 20
+    server, built = start_enclave(config=EnclaveConfig(replay_capacity=capacity))
+    key = _keys(server.url)[0]
+    captured = []
+    for _ in range(capacity):
+        sealer = ChunkedRequestSealer(key)
+        body = sealer.header + sealer.seal_final(_request(b"GET", b"/v1/models"))
+        response = httpx.post(
+            server.url + GATEWAY,
+            content=body,
+            headers={**CHUNKED, "sealgate-key-id": key.fingerprint},
+        )
+        assert _open(response, sealer)[0].status == 200
+        captured.append(body)
+    for _ in range(5):
+        head, body = _open(*_exchange(server.url, key, _request(b"GET", b"/v1/models")))
+        assert head.status == 503 and int(dict(head.headers)[b"retry-after"]) >= 1
+        assert _problem(head, body).type == "urn:sealgate:problem:overloaded"
+    assert len(built.native.guard) == capacity
+    # A remembered request is still a replay: nothing was forgotten to make room.
+    replay = httpx.post(
+        server.url + GATEWAY,
+        content=captured[0],
+        headers={**CHUNKED, "sealgate-key-id": key.fingerprint},
+    )
+    assert replay.status_code == 200  # sealed to the original sender; not forwarded
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'sealgate_enclave_replays_total{reason="cache_full"} 5.0' in metrics
+    assert 'sealgate_enclave_replays_total{reason="replayed"} 1.0' in metrics
+    assert 'sealgate_enclave_requests_total{mode="ohttp",outcome="ok"} 20.0' in metrics

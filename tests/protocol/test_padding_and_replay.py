@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+import tracemalloc
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +22,7 @@ from sealgate.protocol.padding import (
     strip_sse_padding,
 )
 from sealgate.protocol.replay import (
+    ENTRY_BYTES,
     ReplayCacheFull,
     ReplayGuard,
     StaleRequest,
@@ -143,6 +146,33 @@ def test_a_full_cache_refuses_new_requests_instead_of_forgetting() -> None:
     assert len(guard) == 100
     guard.accept(b"later", http_date(now + 62), now + 62)  # room again after expiry
     assert len(guard) == 1
+
+
+def test_replay_cache_memory_is_bounded_and_matches_the_stated_per_entry_cost() -> None:
+    """Filled to capacity, a guard costs at most ENTRY_BYTES per entry (tracemalloc), and a
+    flood of twice as many distinct requests beyond capacity allocates nothing more."""
+    capacity = 10_000
+    guard = ReplayGuard(window=60, capacity=capacity)
+    now = time.time()
+    date = http_date(now)
+    encs = [os.urandom(32) for _ in range(capacity * 3)]
+    tracemalloc.start()
+    try:
+        for enc in encs[:capacity]:
+            guard.accept(enc, date, now)
+        full, _ = tracemalloc.get_traced_memory()
+        refused = 0
+        for enc in encs[capacity:]:
+            try:
+                guard.accept(enc, date, now + 1)
+            except ReplayCacheFull:
+                refused += 1
+        flooded, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(guard) == capacity and refused == 2 * capacity
+    assert full / capacity <= ENTRY_BYTES
+    assert flooded - full < 64 * 1024  # exceptions come and go; nothing accumulates
 
 
 def test_http_dates_round_trip() -> None:
