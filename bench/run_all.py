@@ -121,6 +121,44 @@ def main() -> None:
         )
     )
 
+    modes = _run("modes_bench.py", "--requests", "90" if args.quick else "300")
+    for what, label in (("per_request", "request"), ("per_event", "SSE event")):
+        r = modes["protocol"][what]
+        rows.append(
+            (
+                f"native mode vs EHBP: seal+open per {label} (padding on; target ≤ 1.2x)",
+                f"{r['native'] * 1e6:.1f} µs",
+                f"{r['ehbp'] * 1e6:.1f} µs (EHBP)",
+                f"{r['native'] / r['ehbp']:.2f}x",
+            )
+        )
+    n, e = modes["e2e"]["native"], modes["e2e"]["ehbp"]
+    rows.append(
+        (
+            "native vs EHBP end to end: added p50 / p99 over the engine (one client)",
+            f"+{n['added_p50_ms']:.2f} / +{n['added_p99_ms']:.2f} ms",
+            f"+{e['added_p50_ms']:.2f} / +{e['added_p99_ms']:.2f} ms (EHBP)",
+            f"{n['p50_ms'] / e['p50_ms']:.2f}x p50",
+        )
+    )
+    rows.append(
+        (
+            "native vs EHBP end to end: SSE events/s",
+            f"{n['sse_events_s']:.0f}",
+            f"{e['sse_events_s']:.0f} (EHBP)",
+            f"{n['sse_events_s'] / e['sse_events_s']:.2f}x",
+        )
+    )
+    for setting, sizes in modes["wire"].items():
+        rows.append(
+            (
+                f"wire bytes, {setting}: 1 KiB request / 1 KiB JSON response / 100-event stream",
+                f"{sizes['native_request']} / {sizes['native_response']} / {sizes['native_stream']}",
+                f"{sizes['ehbp_request']} / {sizes['ehbp_response']} / {sizes['ehbp_stream']} (EHBP)",
+                f"{sizes['native_stream'] / sizes['ehbp_stream']:.2f}x stream",
+            )
+        )
+
     client = _run("client_bench.py", "--requests", "100" if args.quick else "300")
     for key, r in client.items():
         if key.startswith("verify_"):

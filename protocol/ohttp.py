@@ -544,6 +544,10 @@ class ChunkedResponseSealer:
         """Non-final chunks for ``plaintext`` (nothing for empty input)."""
         if self._state != "chunks":
             raise EncoderStateError(f"seal() in state {self._state}")
+        if 0 < len(plaintext) <= self._chunk_size:  # one streamed event: one chunk
+            sealed = self._key.seal(self._counter, plaintext, b"")
+            self._counter += 1
+            return encode_varint(len(sealed)) + sealed
         out = []
         for piece in _split(plaintext, self._chunk_size):
             sealed = self._key.seal(self._counter, piece, b"")

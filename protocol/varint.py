@@ -29,6 +29,10 @@ def varint_size(value: int) -> int:
 
 def encode_varint(value: int) -> bytes:
     """The shortest encoding of ``value`` (0 ≤ value < 2**62)."""
+    if 0 <= value < 1 << 6:  # the common cases first: one chunk or field length
+        return bytes((value,))
+    if 0 <= value < 1 << 14:
+        return (value | 0x4000).to_bytes(2, "big")
     size = varint_size(value)
     encoded = bytearray(value.to_bytes(size, "big"))
     encoded[0] |= _PREFIX[size]
