@@ -503,11 +503,14 @@ class NativeGateway:
                 encoder.response_head(response.status, kept)
                 ex.status = response.status
                 first = writer.head(head_bytes)
-                if first:
-                    await emit(first, True)
                 head_sent = True
                 rest = bytearray()
                 padder = SsePadder(bucket) if sse and streaming and bucket >= 4 else None
+                if padder is not None and first:
+                    # A stream's head goes at once; a whole body's head waits for it, so the
+                    # answer leaves in one write (one fewer round through the gateway).
+                    await emit(first, True)
+                    first = b""
                 async for chunk in chunks:
                     if padder is None:
                         rest += chunk
@@ -516,7 +519,7 @@ class NativeGateway:
                         await emit(writer.piece(encoder.data(piece)), True)
                 if padder is not None:
                     rest += padder.finish()
-                await emit(writer.final(_tail_bytes(encoder, bytes(rest), bucket)), False)
+                await emit(first + writer.final(_tail_bytes(encoder, bytes(rest), bucket)), False)
                 ex.outcome = "ok" if response.status < 400 else f"engine_{response.status}"
         except EngineError as error:
             ex.outcome = "engine_timeout" if isinstance(error, EngineTimeout) else "engine_error"
