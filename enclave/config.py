@@ -70,6 +70,11 @@ class EnclaveConfig:
     )
     #: Native mode: every sealed response chunk's plaintext is a multiple of this (0: off).
     chunk_bucket: int = 128
+    #: Native mode: server-sent events produced within this many seconds of the first one
+    #: not yet sent leave together, in one padded chunk: fewer, coarser chunks blur the
+    #: token count and timing at the cost of up to this much latency (0: off, each event
+    #: is sent the moment it exists).
+    sse_coalesce_interval: float = 0.0
     #: EHBP: pad sealed responses to ``chunk_bucket`` too, in ways Tinfoil's clients pass
     #: through unchanged (SSE comment lines per frame, trailing whitespace after JSON).
     ehbp_padding: bool = True

@@ -17,7 +17,8 @@ Order of checks, so nothing is forwarded that should not be:
 
 Every refusal after step 1 is a *sealed* problem, so the gateway can neither read nor
 forge it. The response head and each server-sent-events piece are separate sealed
-chunks padded to ``chunk_bucket`` (:mod:`sealgate.protocol.padding`); other bodies go
+chunks padded to ``chunk_bucket`` (:mod:`sealgate.protocol.padding`), or, with
+``sse_coalesce_interval``, the events of each interval in one chunk; other bodies go
 in the final chunk. An engine failure mid-stream ends the outer body without the final
 chunk, which the client detects as truncation.
 """
@@ -28,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 from urllib.parse import unquote
 
@@ -511,12 +512,18 @@ class NativeGateway:
                     # answer leaves in one write (one fewer round through the gateway).
                     await emit(first, True)
                     first = b""
-                async for chunk in chunks:
-                    if padder is None:
-                        rest += chunk
-                        continue
-                    for piece in padder.push(chunk):
-                        await emit(writer.piece(encoder.data(piece)), True)
+                interval = self.proxy.config.sse_coalesce_interval
+                if padder is not None and interval > 0:
+                    async for batch in _coalesced(chunks, interval):
+                        for piece in padder.push(batch):
+                            await emit(writer.piece(encoder.data(piece)), True)
+                else:
+                    async for chunk in chunks:
+                        if padder is None:
+                            rest += chunk
+                            continue
+                        for piece in padder.push(chunk):
+                            await emit(writer.piece(encoder.data(piece)), True)
                 if padder is not None:
                     rest += padder.finish()
                 await emit(first + writer.final(_tail_bytes(encoder, bytes(rest), bucket)), False)
@@ -536,6 +543,45 @@ class NativeGateway:
             log.warning("engine failed mid-stream: %s", error)
             # End the outer body without the final chunk: the client detects truncation.
             await emit(b"", False)
+
+
+async def _coalesced(chunks: AsyncIterator[bytes], interval: float) -> AsyncIterator[bytes]:
+    """Batches of ``chunks``: everything produced within ``interval`` seconds of a batch's
+    first chunk. The engine is read ahead in a task, never cancelled mid-read, so a
+    timeout only flushes the batch."""
+    loop = asyncio.get_running_loop()
+    source = chunks.__aiter__()
+    pending: asyncio.Future[bytes] | None = None
+    batch = bytearray()
+    deadline: float | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(source.__anext__())
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            done, _ = await asyncio.wait({pending}, timeout=timeout)
+            if not done:  # the interval is over: send what it gathered
+                yield bytes(batch)
+                batch.clear()
+                deadline = None
+                continue
+            try:
+                chunk = pending.result()
+            except StopAsyncIteration:
+                pending = None
+                break
+            pending = None
+            if chunk:
+                batch += chunk
+                if deadline is None:
+                    deadline = loop.time() + interval
+        if batch:
+            yield bytes(batch)
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await pending
 
 
 async def _start(send: Send, chunked: bool, ex: _Exchange, length: int | None) -> None:

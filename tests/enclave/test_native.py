@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncIterator
 
@@ -22,6 +24,7 @@ from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from ..sealed_http import fetch_key, sealed_stream
 from ..servers import free_port
 
 GATEWAY = "/.well-known/ohttp-gateway"
@@ -225,3 +228,39 @@ def test_a_flood_of_distinct_requests_fills_the_replay_cache_then_gets_503(start
     assert 'sealgate_enclave_replays_total{reason="cache_full"} 5.0' in metrics
     assert 'sealgate_enclave_replays_total{reason="replayed"} 1.0' in metrics
     assert 'sealgate_enclave_requests_total{mode="ohttp",outcome="ok"} 20.0' in metrics
+
+
+def _burst_engine(gate: threading.Event) -> ASGIEngine:
+    """Five events at once, then (after ``gate``) a sixth."""
+
+    async def chat(request: StarletteRequest) -> Response:
+        async def events() -> AsyncIterator[bytes]:
+            for i in range(5):
+                yield b"data: %d\n\n" % i
+                await asyncio.sleep(0)  # separate chunks from the engine
+            while not gate.is_set():
+                await asyncio.sleep(0.01)
+            yield b"data: last\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return ASGIEngine(
+        Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])]), {"e": "burst"}
+    )
+
+
+@pytest.mark.parametrize("interval", [0.0, 1.0])
+def test_sse_coalescing_interval_batches_events_into_one_chunk(start_enclave, interval):
+    gate = threading.Event()
+    config = EnclaveConfig(sse_coalesce_interval=interval)
+    server, _ = start_enclave(engine=_burst_engine(gate), config=config)
+    key = fetch_key(httpx.Client(), server.url)
+    with (
+        httpx.Client(timeout=30) as http,
+        sealed_stream(http, server.url + "/v1/chat/completions", key) as pieces,
+    ):
+        burst = [next(pieces) for _ in range(1 if interval else 5)]
+        gate.set()
+        rest = list(pieces)
+    assert b"".join(burst) == b"".join(b"data: %d\n\n" % i for i in range(5))
+    assert rest == [b"data: last\n\n"]
