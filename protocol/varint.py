@@ -44,11 +44,11 @@ def decode_varint(data: bytes | bytearray | memoryview, offset: int = 0) -> tupl
     if offset >= len(data):
         return None
     first = data[offset]
+    if first < 0x40:  # one byte: every field-name and most length prefixes
+        return first, offset + 1
     size = 1 << (first >> 6)
     end = offset + size
     if end > len(data):
         return None
-    value = first & 0x3F
-    for i in range(offset + 1, end):
-        value = (value << 8) | data[i]
+    value = int.from_bytes(data[offset:end], "big") & ((1 << (8 * size - 2)) - 1)
     return value, end
