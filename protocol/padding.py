@@ -49,7 +49,6 @@ DEFAULT_REQUEST_BUCKET = 1024
 DEFAULT_CHUNK_BUCKET = 128
 
 
-
 def padding_to(size: int, bucket: int) -> int:
     """Zero bytes to add so that ``size`` becomes a multiple of ``bucket`` (0 disables)."""
     if bucket <= 0:
