@@ -39,6 +39,7 @@ from sealgate.protocol.binding import MAX_NONCE_SIZE
 from sealgate.protocol.errors import ProtocolError
 from sealgate.protocol.keyconfig import KeyConfig
 
+from .affinity import rendezvous_winner
 from .errors import (
     EvidenceFormatError,
     FleetUnavailable,
@@ -46,6 +47,7 @@ from .errors import (
     SealgateError,
     VerificationError,
 )
+from .models import UnknownModel
 from .policy import Policy
 from .verification import Verification
 from .verify import VerifiedDocument, verify_document
@@ -110,6 +112,14 @@ class VerifiedEnclave:
     healthy: bool
     expires_at: float
     evidence_at: float = float("-inf")
+
+    @property
+    def models(self) -> tuple[str, ...] | None:
+        """The models this enclave is trusted with (None: any; see :class:`Verification`)."""
+        return self.verification.models
+
+    def serves(self, model: str | None) -> bool:
+        return model is None or self.models is None or model in self.models
 
 
 class BodyRefused(SealgateError):
@@ -470,21 +480,43 @@ class Fleet:
         return base + self.policy.max_age
 
     # -- choosing -------------------------------------------------------------------------
-    def choose(
-        self, exclude: set[str] | frozenset[str] = frozenset(), *, settle: float = 5.0
-    ) -> tuple[VerifiedEnclave, KeyConfig]:
-        """A verified, healthy enclave and its current key: random among the least loaded.
+    def served_models(self) -> dict[str, list[str]]:
+        """Model -> ids of the verified enclaves trusted with it (enclaves naming none left out)."""
+        with self._lock:
+            served: dict[str, list[str]] = {}
+            for enclave in self.enclaves.values():
+                for model in enclave.models or ():
+                    served.setdefault(model, []).append(enclave.id)
+            return {m: sorted(ids) for m, ids in served.items()}
 
-        When every candidate was just ruled out by a rotation (422) or an outage (503),
-        the gateway's directory lags by a poll or two: wait up to ``settle`` seconds for
-        it to catch up before giving up.
+    def choose(
+        self,
+        exclude: set[str] | frozenset[str] = frozenset(),
+        *,
+        settle: float = 5.0,
+        model: str | None = None,
+        tag: bytes | None = None,
+    ) -> tuple[VerifiedEnclave, KeyConfig]:
+        """A verified, healthy enclave serving ``model`` and its current key.
+
+        Without ``tag``: random among the least loaded. With a routing tag (cache
+        affinity): the rendezvous winner among the usable candidates, so a conversation
+        stays where its prefix is cached. A model no verified enclave serves raises
+        :class:`~sealgate.client.models.UnknownModel` at once. When every candidate was
+        just ruled out by a rotation (422) or an outage (503), the gateway's directory
+        lags by a poll or two: wait up to ``settle`` seconds for it to catch up.
         """
         self.ensure_fresh()
         deadline = self._clock() + settle
         while True:
             with self._lock:
-                candidates = self._candidates(exclude)
+                if not any(e.serves(model) for e in self.enclaves.values()) and self.enclaves:
+                    raise UnknownModel(str(model), sorted(self.served_models()), self.gateway_url)
+                candidates = [c for c in self._candidates(exclude) if c[0].serves(model)]
                 waiting = bool(self._retired) or any(t > self._clock() for t in self._down.values())
+                if candidates and tag is not None:
+                    winner = rendezvous_winner(tag, [e.id for e, _ in candidates])
+                    return next(c for c in candidates if c[0].id == winner)
                 if candidates:
                     lowest = min(e.load for e, _ in candidates)
                     best = [c for c in candidates if c[0].load <= lowest + 0.05]

@@ -60,6 +60,7 @@ from .errors import (
     ResponseIntegrityError,
 )
 from .fleet import Fleet, VerifiedEnclave
+from .models import MODELS_HEADERS, Router, answer_locally, route_tag_header
 from .transport import (
     _MAX_PLAINTEXT_ERROR,
     ENCLAVE_HEADER,
@@ -101,6 +102,7 @@ class _NativeAttempt:
     key: KeyConfig
     sealer: ChunkedRequestSealer
     wire: bytes
+    route_tag: bytes | None = None
 
 
 class _Opening:
@@ -168,15 +170,18 @@ class _NativeCore(_Core):
         max_attempts: int = 4,
         max_body: int = 64 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
+        router: Router | None = None,
         **_ignored: Any,
     ) -> None:
         super().__init__(fleet, max_attempts=max_attempts, max_body=max_body)
+        self.router = router or Router()
         self.clock = clock
         #: Seconds to add to ``clock`` so the enclave accepts our Date (learned from it).
         self.skew = 0.0
 
     def seal_native(self, request: Any, body: bytes, exclude: set[str]) -> _NativeAttempt:
-        enclave, key = self.fleet.choose(exclude)
+        route = self.router.route(request.method, request.url.path, body)
+        enclave, key = self.fleet.choose(exclude, model=route.model, tag=route.tag)
         headers = [
             (name.lower().encode("latin-1"), value.encode("latin-1"))
             for name, value in request.headers.multi_items()
@@ -195,7 +200,7 @@ class _NativeCore(_Core):
         message += bytes(padding_to(len(message), DEFAULT_REQUEST_BUCKET))
         sealer = ChunkedRequestSealer(key)
         wire = sealer.header + sealer.seal_final(message)
-        return _NativeAttempt(enclave, key, sealer, wire)
+        return _NativeAttempt(enclave, key, sealer, wire, route.tag)
 
     def outer_request(self, http: ModuleType, request: Any, attempt: _NativeAttempt) -> Any:
         """What the gateway sees: a POST of ciphertext to the well-known gateway resource."""
@@ -205,6 +210,7 @@ class _NativeCore(_Core):
             headers=[
                 ("Content-Type", CHUNKED_REQUEST_MEDIA_TYPE),
                 ("Sealgate-Key-Id", attempt.key.fingerprint),
+                *route_tag_header(attempt.route_tag),
             ],
             content=attempt.wire,
             extensions=request.extensions,
@@ -409,6 +415,9 @@ class NativeTransport(httpx.BaseTransport):
 
     def handle_request(self, request: Any) -> Any:
         core = self._core
+        local = answer_locally(core.fleet, request.method, request.url.path)
+        if local is not None:
+            return self._http.Response(local[0], headers=MODELS_HEADERS, content=local[1])
         body = request.read()
         core.check_size(body)
         exclude: set[str] = set()
@@ -469,6 +478,11 @@ class AsyncNativeTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: Any) -> Any:
         core = self._core
+        local = await anyio.to_thread.run_sync(
+            answer_locally, core.fleet, request.method, request.url.path
+        )
+        if local is not None:
+            return self._http.Response(local[0], headers=MODELS_HEADERS, content=local[1])
         body = await request.aread()
         core.check_size(body)
         exclude: set[str] = set()

@@ -22,11 +22,14 @@ class ExpectedMeasurement:
 
     ``software`` and ``sev-snp`` name ``measurement``; ``tdx`` names any of ``mrtd``,
     ``rtmr0`` .. ``rtmr3``. ``source`` says where the values came from (pinned, a release).
+    ``models`` are the models an enclave with these values is trusted to serve (the
+    release's list); None when the source names none.
     """
 
     platform: str
     registers: Mapping[str, str]
     source: str = "pinned"
+    models: frozenset[str] | None = None
 
     def matches(self, platform: str, actual: Mapping[str, str]) -> bool:
         if platform != self.platform:
@@ -37,7 +40,8 @@ class ExpectedMeasurement:
 
     def __str__(self) -> str:
         regs = ", ".join(f"{k}={v[:16]}…" for k, v in sorted(self.registers.items()))
-        return f"{self.platform}({regs}) from {self.source}"
+        served = "" if self.models is None else f" for {', '.join(sorted(self.models))}"
+        return f"{self.platform}({regs}) from {self.source}{served}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +146,46 @@ class Policy:
         )
         policy = base or cls()
         return replace(policy, measurements=policy.measurements + release.measurements)
+
+    @classmethod
+    def from_releases(
+        cls, releases: Mapping[str, str | Mapping[str, Any]], *, base: Policy | None = None
+    ) -> Policy:
+        """Trust, for each model, the releases of one repository: ``{model: repo}``.
+
+        A value is a repository name or the keyword arguments of :meth:`from_release`
+        (``{"repo": ..., "fetch": True, "digest": ...}``). An enclave is then used for a
+        model only when its measurement comes from that model's release: a sealgate
+        predicate must list the model (else ``ReleaseError``); a predicate without a
+        model list (Tinfoil's) counts as one model per repository.
+        """
+        from .release import ReleaseError, load_release
+
+        policy = base or cls()
+        groups: list[tuple[dict[str, Any], list[str]]] = []
+        for model, spec in releases.items():
+            options = {"repo": spec} if isinstance(spec, str) else dict(spec)
+            group = next((g for g in groups if g[0] == options), None)
+            if group is None:
+                groups.append((options, [model]))
+            else:
+                group[1].append(model)
+        added: list[ExpectedMeasurement] = []
+        for options, models in groups:
+            kwargs = dict(options)
+            release = load_release(kwargs.pop("repo"), **kwargs)
+            for measurement in release.measurements:
+                listed = measurement.models
+                missing = [] if listed is None else [m for m in models if m not in listed]
+                if missing:
+                    raise ReleaseError(
+                        "models",
+                        f"the release of {release.repository} lists {', '.join(sorted(listed or ()))}"
+                        f", not {', '.join(missing)}: trust another repository for "
+                        f"{'it' if len(missing) == 1 else 'them'}",
+                    )
+                added.append(replace(measurement, models=frozenset(models)))
+        return replace(policy, measurements=policy.measurements + tuple(added))
 
     def with_measurements(self, *expected: ExpectedMeasurement) -> Policy:
         """A copy that also accepts these measurements."""

@@ -23,6 +23,7 @@ import httpx
 from sealgate.protocol.modes import EHBP, Mode
 
 from .fleet import Fleet, gateway_root
+from .models import router
 from .native import OHTTP, native_transport_classes
 from .policy import Policy
 from .transport import AsyncSealgateTransport, SealgateTransport
@@ -72,6 +73,11 @@ class SecureClient:
     mode (method, path, headers and status cross the gateway in the clear, so secret
     headers are dropped unless ``forward_secret_headers``; no end-of-message marker, no
     replay protection).
+
+    Requests go only to enclaves trusted with the model they name (:mod:`.models`).
+    ``cache_affinity=True`` keeps each conversation on one enclave by a routing tag keyed
+    with ``affinity_secret`` (random per client when not given; share one per tenant to
+    share caches across its clients): see :mod:`.affinity` for what the gateway learns.
     """
 
     def __init__(
@@ -84,6 +90,8 @@ class SecureClient:
         max_attempts: int = 4,
         forward_secret_headers: bool = False,
         refresh_interval: float = 30.0,
+        cache_affinity: bool = False,
+        affinity_secret: bytes | None = None,
     ) -> None:
         if mode == EHBP.name:
             mode = EHBP
@@ -104,7 +112,10 @@ class SecureClient:
             "forward_secret_headers": forward_secret_headers,
         }
         if mode == OHTTP:  # native mode: secret headers are sealed, so they are always kept
-            self._options = {"max_attempts": max_attempts}
+            self._options = {
+                "max_attempts": max_attempts,
+                "router": router(cache_affinity, affinity_secret),
+            }
         self._native = mode == OHTTP
         self.fleet = Fleet(self.gateway_url, policy, refresh_interval=refresh_interval)
 

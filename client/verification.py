@@ -37,6 +37,9 @@ class Verification:
     report_data: str = ""
     key_fingerprints: tuple[str, ...] = ()
     verified_at: float = 0.0
+    #: Models this enclave is trusted to serve (None: neither the policy nor the evidence
+    #: names any, so it is used for every model, as in a single-model fleet).
+    models: tuple[str, ...] | None = None
 
     @property
     def ok(self) -> bool:
@@ -127,6 +130,7 @@ class Verification:
             "measurement": self.measurement,
             "report_data": self.report_data,
             "key_fingerprints": list(self.key_fingerprints),
+            "models": None if self.models is None else list(self.models),
             "steps": [
                 {
                     "name": s.name,

@@ -124,6 +124,9 @@ class AttestationService:
             "sealgate_version": sealgate_version(),
             "engine": str(engine.get("engine", "unknown")),
         }
+        models = engine.get("models")
+        if isinstance(models, list | tuple):  # public claim for operators; clients verify it
+            self._info["models"] = ",".join(sorted(str(m) for m in models))
 
     def _attest(self, nonce: bytes) -> tuple[bytes, Evidence]:
         keys = self.keyring.encoded_configs()

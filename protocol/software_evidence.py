@@ -5,7 +5,9 @@ An Ed25519 key plays the role of the hardware root. The evidence is JSON::
     {"claims": base64(canonical JSON claims), "signature": base64(Ed25519(CONTEXT || claims))}
 
 with claims ``{"platform": "software", "measurement": hex(48), "report_data": hex(64),
-"issued_at": unix seconds, "sealgate_version": str}``. The platform is always
+"issued_at": unix seconds, "sealgate_version": str}`` and, when the engine configuration
+names the models it serves, ``"models": [str, ...]`` (the list from that measured
+configuration, sorted). The platform is always
 ``software``: a client refuses it unless it was told to trust this root's public key.
 Signing and verifying live in the enclave and the client; this module is the format.
 """
@@ -35,6 +37,8 @@ class SoftwareClaims:
     issued_at: int
     sealgate_version: str
     platform: str = PLATFORM
+    #: The models of the measured engine configuration (None: the configuration names none).
+    models: tuple[str, ...] | None = None
 
     def to_bytes(self) -> bytes:
         """Canonical JSON (sorted keys, no spaces): the exact bytes that are signed."""
@@ -45,6 +49,8 @@ class SoftwareClaims:
             "issued_at": self.issued_at,
             "sealgate_version": self.sealgate_version,
         }
+        if self.models is not None:
+            body["models"] = sorted(self.models)
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
@@ -58,10 +64,19 @@ class SoftwareClaims:
                 issued_at=int(body["issued_at"]),
                 sealgate_version=str(body["sealgate_version"]),
                 platform=str(body["platform"]),
+                models=_models(body.get("models")),
             )
         except (ValueError, KeyError, TypeError, UnicodeDecodeError):
             raise MalformedAttestationDocument("software evidence claims are malformed") from None
         return claims
+
+
+def _models(value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(m, str) and m for m in value):
+        raise ValueError("models must be a list of non-empty strings")
+    return tuple(value)
 
 
 def encode_evidence(claims_bytes: bytes, signature: bytes) -> bytes:

@@ -40,6 +40,22 @@ class LoopbackFleet:
         self.built.append(built)
         return server
 
+    def model_enclave(
+        self, models: tuple[str, ...], config: EnclaveConfig | None = None
+    ) -> tuple[ServerThread, bytes]:
+        """An enclave whose demo engine serves exactly ``models``; returns it and its measurement.
+
+        The attester is built from the engine description (as the enclave CLI does), so
+        the measurement and the signed model list both come from that configuration.
+        """
+        engine = demo_engine(models=models)
+        attester = SoftwareAttester.from_options(self.root, engine.description)
+        built = create_app(attester, engine, config)
+        server = ServerThread(built.app).start()
+        self.enclaves.append(server)
+        self.built.append(built)
+        return server, attester.measurement
+
     def gateway(self, discovery: Discovery, config: GatewayConfig | None = None) -> GatewayThread:
         gw = GatewayThread(discovery, config).start()
         self.gateways.append(gw)

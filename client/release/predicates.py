@@ -3,14 +3,18 @@
 * ``https://tinfoil.sh/predicate/snp-tdx-multiplatform/v1`` (in the wild):
   ``snp_measurement`` and ``tdx_measurement.rtmr1`` / ``rtmr2``.
 * ``https://sealgate.dev/predicate/enclave-image/v1`` (ours): per-platform register
-  values, the sealgate version and the engine image digest::
+  values, the sealgate version, the engine image digest and (optionally) the models
+  the image's measured engine configuration serves::
 
     {"sealgate_version": "0.1.0",
      "engine_image_digest": "sha256:...",
+     "models": ["llama-3.3-70b"],
      "measurements": {"sev-snp": {"measurement": "..."},
                       "tdx": {"mrtd": "...", "rtmr1": "...", "rtmr2": "..."}}}
 
-Both map to the client's :class:`~sealgate.client.policy.ExpectedMeasurement`.
+Both map to the client's :class:`~sealgate.client.policy.ExpectedMeasurement`; a
+sealgate predicate's ``models`` become its ``models`` (Tinfoil's names none: one model
+per repository, assigned by ``Policy.from_releases``).
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ def measurements_from_predicate(
                 )
             )
     elif predicate_type == SEALGATE_IMAGE:
+        models = _models(predicate.get("models"))
         measurements = predicate.get("measurements")
         if not isinstance(measurements, Mapping):
             raise PredicateError("the sealgate predicate has no 'measurements' object")
@@ -90,6 +95,7 @@ def measurements_from_predicate(
                     platform,
                     {k: _register(v, f"{platform}.{k}") for k, v in registers.items()},
                     source,
+                    models,
                 )
             )
     else:
@@ -99,10 +105,23 @@ def measurements_from_predicate(
     return tuple(found)
 
 
+def _models(value: Any) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(m, str) and 0 < len(m) <= 256 for m in value)
+    ):
+        raise PredicateError("'models' must be a non-empty list of model names")
+    return frozenset(value)
+
+
 def sealgate_predicate(
     measurements: Mapping[str, Mapping[str, str]],
     sealgate_version: str,
     engine_image_digest: str | None,
+    models: list[str] | tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """Build (and validate) a sealgate enclave-image predicate."""
     predicate: dict[str, Any] = {
@@ -115,5 +134,7 @@ def sealgate_predicate(
         if not re.fullmatch(r"sha256:[0-9a-f]{64}", engine_image_digest):
             raise PredicateError("engine image digest must look like sha256:<64 hex>")
         predicate["engine_image_digest"] = engine_image_digest
+    if models is not None:
+        predicate["models"] = sorted(models)
     measurements_from_predicate(SEALGATE_IMAGE, predicate, "validation")
     return predicate

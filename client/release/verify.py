@@ -73,7 +73,12 @@ class Release:
             "subject": {"name": self.subject_name, "sha256": self.subject_digest},
             "predicate_type": self.predicate_type,
             "measurements": [
-                {"platform": m.platform, **dict(m.registers)} for m in self.measurements
+                {
+                    "platform": m.platform,
+                    **dict(m.registers),
+                    **({} if m.models is None else {"models": sorted(m.models)}),
+                }
+                for m in self.measurements
             ],
         }
 

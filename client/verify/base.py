@@ -22,6 +22,8 @@ class PlatformEvidence:
     #: Unix time the evidence itself signs, if the platform has a clock (software only).
     issued_at: int | None = None
     details: dict[str, str] = field(default_factory=dict)
+    #: Models the evidence itself signs (software: the measured engine configuration's list).
+    models: tuple[str, ...] | None = None
 
 
 #: ``verify(document, policy, record, now) -> PlatformEvidence``; records its own steps.

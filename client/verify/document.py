@@ -9,6 +9,7 @@ batch's Merkle root, or the signed age); the keys are usable.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import time
 
@@ -17,7 +18,7 @@ from sealgate.protocol.errors import InvalidNonceProof, ProtocolError
 from sealgate.protocol.keyconfig import KeyConfig
 
 from ..errors import BindingError, MeasurementMismatch, StaleEvidence
-from ..policy import Policy
+from ..policy import ExpectedMeasurement, Policy
 from ..verification import Verification
 from .base import VERIFIERS
 
@@ -78,7 +79,8 @@ def verify_document(
         actual=evidence.report_data.hex(),
         error=BindingError,
     )
-    _check_measurement(record, policy, document.platform, evidence.registers)
+    matched = _check_measurement(record, policy, document.platform, evidence.registers)
+    _check_models(record, matched, evidence.models)
     _check_freshness(record, policy, document, nonce, evidence.issued_at, now)
     try:
         keys = document.keys
@@ -91,9 +93,40 @@ def verify_document(
     return VerifiedDocument(document, keys, record)
 
 
+def _check_models(
+    record: Verification, matched: ExpectedMeasurement | None, signed: tuple[str, ...] | None
+) -> None:
+    """Which models this enclave is trusted with: its release's list, else its signed claim.
+
+    A release that lists models wins; a claim (the software attester's measured engine
+    configuration) can only narrow it, never add a model the release does not list.
+    """
+    trusted = None if matched is None else matched.models
+    if trusted is not None:
+        served = sorted(trusted if signed is None else trusted & set(signed))
+        record.check(
+            "models",
+            bool(served),
+            f"serves {', '.join(served)} (listed by {matched.source if matched else '?'})",
+            failure="the enclave's signed model list and its release's share no model",
+            expected=", ".join(sorted(trusted)),
+            actual="(unsigned)" if signed is None else ", ".join(signed),
+        )
+        record.models = tuple(served)
+    elif signed is not None:
+        record.passed(
+            "models",
+            f"serves {', '.join(signed)} (signed claim of the measured engine configuration)",
+            actual=", ".join(signed),
+        )
+        record.models = tuple(sorted(signed))
+    else:
+        record.passed("models", "neither the policy nor the evidence names models: any model")
+
+
 def _check_measurement(
     record: Verification, policy: Policy, platform: str, registers: dict[str, str]
-) -> None:
+) -> ExpectedMeasurement | None:
     actual = ", ".join(f"{k}={v}" for k, v in sorted(registers.items()))
     if policy.allow_any_measurement:
         record.passed(
@@ -101,7 +134,7 @@ def _check_measurement(
             "any measurement accepted (allow_any_measurement: development only)",
             actual=actual,
         )
-        return
+        return None
     expected = policy.expected_for(platform)
     if not expected:
         raise record.fail(
@@ -112,7 +145,12 @@ def _check_measurement(
             actual=actual,
             error=MeasurementMismatch,
         )
-    match = next((m for m in expected if m.matches(platform, registers)), None)
+    matches = [m for m in expected if m.matches(platform, registers)]
+    match = matches[0] if matches else None
+    if len(matches) > 1:  # one image released for several models: trusted for each
+        lists = [m.models for m in matches]
+        union = None if None in lists else frozenset().union(*(m for m in lists if m))
+        match = dataclasses.replace(matches[0], models=union)
     record.check(
         "measurement",
         match is not None,
@@ -121,6 +159,7 @@ def _check_measurement(
         actual=actual,
         error=MeasurementMismatch,
     )
+    return match
 
 
 def _check_freshness(

@@ -60,4 +60,5 @@ def verify_software(
         registers={"measurement": claims.measurement.hex()},
         issued_at=claims.issued_at,
         details={"sealgate_version": claims.sealgate_version},
+        models=claims.models,
     )

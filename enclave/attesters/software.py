@@ -1,8 +1,8 @@
 """The ``software`` attester: an Ed25519 key stands in for the hardware root of trust.
 
 For laptops, CI and demos only. Its "measurement" is SHA-384 over the installed
-sealgate code and the engine configuration, which catches a changed build but
-proves nothing about isolation: whoever runs the process can read its memory.
+sealgate code and the engine configuration (including the models it serves), which
+catches a changed build or model list but proves nothing about isolation: whoever runs the process can read its memory.
 Clients refuse ``software`` evidence unless told to trust this root's public key.
 """
 
@@ -26,7 +26,13 @@ from sealgate.protocol.software_evidence import (
 
 from .base import AttesterError, Evidence
 
-__all__ = ["SoftwareAttester", "measure_software", "load_root_key", "sealgate_version"]
+__all__ = [
+    "SoftwareAttester",
+    "measure_software",
+    "engine_models",
+    "load_root_key",
+    "sealgate_version",
+]
 
 _PACKAGES = ("sealgate.protocol", "sealgate.client", "sealgate.enclave", "sealgate.gateway")
 
@@ -56,6 +62,16 @@ def measure_software(engine: Mapping[str, object]) -> bytes:
     return digest.digest()
 
 
+def engine_models(engine: Mapping[str, object]) -> tuple[str, ...] | None:
+    """The ``models`` an engine description names (None when it names none)."""
+    models = engine.get("models")
+    if models is None:
+        return None
+    if not isinstance(models, list | tuple) or not all(isinstance(m, str) and m for m in models):
+        raise AttesterError("the engine description's 'models' must be a list of model names")
+    return tuple(sorted(models))
+
+
 def load_root_key(path: Path) -> Ed25519PrivateKey:
     """Load a PEM (PKCS#8) Ed25519 private key used as the software root."""
     try:
@@ -77,12 +93,15 @@ class SoftwareAttester:
         root: Ed25519PrivateKey,
         measurement: bytes,
         clock: Callable[[], float] = time.time,
+        models: tuple[str, ...] | None = None,
     ) -> None:
         self._root = root
         self.measurement = measurement
         self.root_public_key = root.public_key().public_bytes_raw()
         self._clock = clock
         self._version = sealgate_version()
+        #: The measured engine configuration's models, signed into every claim.
+        self.models = None if models is None else tuple(sorted(models))
 
     @classmethod
     def from_options(
@@ -97,7 +116,8 @@ class SoftwareAttester:
             root = Ed25519PrivateKey.generate()
         else:
             root = root_key
-        return cls(root, measure_software(engine or {}))
+        engine = engine or {}
+        return cls(root, measure_software(engine), models=engine_models(engine))
 
     def attest(self, report_data: bytes) -> Evidence:
         claims = SoftwareClaims(
@@ -105,6 +125,7 @@ class SoftwareAttester:
             report_data=report_data,
             issued_at=int(self._clock()),
             sealgate_version=self._version,
+            models=self.models,
         ).to_bytes()
         signature = self._root.sign(SIGNING_CONTEXT + claims)
         return Evidence(encode_evidence(claims, signature), {"software_root": self.root_public_key})
@@ -114,5 +135,6 @@ class SoftwareAttester:
             "platform": self.platform,
             "software_root_public_key": self.root_public_key.hex(),
             "measurement": self.measurement.hex(),
+            **({"models": ",".join(self.models)} if self.models is not None else {}),
             "warning": "software attester: no hardware isolation; for development only",
         }

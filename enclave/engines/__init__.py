@@ -25,10 +25,15 @@ __all__ = [
 ]
 
 
-def demo_engine(token_delay: float = 0.0) -> ASGIEngine:
-    """The built-in deterministic demo engine, in-process."""
+def demo_engine(token_delay: float = 0.0, models: tuple[str, ...] | None = None) -> ASGIEngine:
+    """The built-in deterministic demo engine, in-process.
+
+    With ``models``, it serves exactly those (others get 404 ``model_not_found``, as vLLM
+    answers) and its description - the measured engine configuration - lists them.
+    """
     from .demo import create_demo_app
 
-    return ASGIEngine(
-        create_demo_app(token_delay=token_delay), {"engine": "demo", "model": "sealgate-demo-echo"}
-    )
+    description: dict[str, object] = {"engine": "demo", "model": "sealgate-demo-echo"}
+    if models is not None:
+        description["models"] = sorted(models)
+    return ASGIEngine(create_demo_app(token_delay=token_delay, models=models), description)

@@ -55,14 +55,14 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": "invalid_request_error"}}, status)
 
 
-async def _models(request: Request) -> Response:
+def _model_list(models: tuple[str, ...]) -> JSONResponse:
     created = 1_700_000_000
     return JSONResponse(
         {
             "object": "list",
             "data": [
                 {"id": m, "object": "model", "created": created, "owned_by": "sealgate-demo"}
-                for m in (DEMO_MODEL, EMBEDDING_MODEL)
+                for m in models
             ],
         }
     )
@@ -76,13 +76,39 @@ async def _json_body(request: Request) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-def create_demo_app(token_delay: float = 0.0) -> Starlette:
-    """The demo engine as an ASGI app; ``token_delay`` seconds between streamed tokens."""
+def create_demo_app(token_delay: float = 0.0, models: tuple[str, ...] | None = None) -> Starlette:
+    """The demo engine as an ASGI app; ``token_delay`` seconds between streamed tokens.
+
+    ``models``: the only model names it answers (404 ``model_not_found`` for others);
+    None accepts any name and lists the two demo models.
+    """
+    served = tuple(models) if models is not None else (DEMO_MODEL, EMBEDDING_MODEL)
+
+    async def list_models(request: Request) -> Response:
+        return _model_list(served)
+
+    def unknown(body: dict[str, Any]) -> JSONResponse | None:
+        name = body.get("model")
+        if models is None or name in models:
+            return None
+        return JSONResponse(
+            {
+                "error": {
+                    "message": f"model {name!r} is not served here (serving {', '.join(models)})",
+                    "type": "invalid_request_error",
+                    "code": "model_not_found",
+                }
+            },
+            404,
+        )
 
     async def chat(request: Request) -> Response:
         body = await _json_body(request)
         if body is None or not isinstance(body.get("messages"), list):
             return _error(400, "expected a JSON body with a 'messages' list")
+        refused = unknown(body)
+        if refused is not None:
+            return refused
         messages = [m for m in body["messages"] if isinstance(m, dict)]
         model = str(body.get("model") or DEMO_MODEL)
         reply = demo_reply(messages)
@@ -151,6 +177,9 @@ def create_demo_app(token_delay: float = 0.0) -> Starlette:
             inputs = [inputs]
         if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
             return _error(400, "expected a JSON body with 'input' (a string or list of strings)")
+        refused = unknown(body or {})
+        if refused is not None:
+            return refused
         data = []
         for index, text in enumerate(inputs):
             digest = hashlib.sha512(text.encode()).digest()
@@ -172,7 +201,7 @@ def create_demo_app(token_delay: float = 0.0) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/v1/models", _models, methods=["GET"]),
+            Route("/v1/models", list_models, methods=["GET"]),
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
             Route("/health", health, methods=["GET"]),

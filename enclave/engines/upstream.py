@@ -22,9 +22,12 @@ class HTTPEngine:
         connect_timeout: float = 5.0,
         read_timeout: float = 300.0,
         max_connections: int = 256,
+        models: tuple[str, ...] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.description: dict[str, object] = {"engine": "upstream", "url": self.base_url}
+        if models is not None:  # measured: the attested model list comes from here
+            self.description["models"] = sorted(models)
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),

@@ -1,0 +1,204 @@
+"""A fleet of two models behind one gateway: per-model trust, routing by the sealed `model`."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+
+import pytest
+from sealgate.client import ENCLAVE_HEADER, ExpectedMeasurement, Policy, SecureClient
+from sealgate.client.models import UnknownModel
+from sealgate.gateway import Discovery
+
+from ..servers import ServerThread
+
+openai = pytest.importorskip("openai", reason="the openai SDK (dev extra) is not installed")
+
+A, B = "model-a", "model-b"
+MESSAGES = [{"role": "user", "content": "which model?"}]
+
+
+def member_id(server: ServerThread) -> str:
+    """The id the gateway gives a statically discovered enclave."""
+    return hashlib.sha256(server.url.encode()).hexdigest()[:12]
+
+
+def served_count(fleet, index: int) -> float:
+    """Sealed requests the enclave ``index`` of the loopback fleet handled (its own metric)."""
+    metric = fleet.built[index].metrics.requests
+    return sum(s.value for m in metric.collect() for s in m.samples if s.name.endswith("_total"))
+
+
+@pytest.fixture
+def two_models(fleet):
+    """2 enclaves of model A, 1 of model B, and a rogue enclave whose engine config claims
+    A and B but whose release lists only B. Returns (gateway, policy, ids by role)."""
+    a1, measured_a = fleet.model_enclave((A,))
+    a2, _ = fleet.model_enclave((A,))
+    b1, measured_b = fleet.model_enclave((B,))
+    rogue, measured_rogue = fleet.model_enclave((A, B))
+    gw = fleet.gateway(Discovery(static=[s.url for s in (a1, a2, b1, rogue)]))
+
+    def release(measurement: bytes, repo: str, *models: str) -> ExpectedMeasurement:
+        return ExpectedMeasurement(
+            "software", {"measurement": measurement.hex()}, f"release {repo}", frozenset(models)
+        )
+
+    policy = Policy.software(fleet.root.public_key().public_bytes_raw()).with_measurements(
+        release(measured_a, "org/a-enclave", A),
+        release(measured_b, "org/b-enclave", B),
+        release(measured_rogue, "org/b-enclave", B),
+    )
+    ids = {
+        "a": {member_id(a1), member_id(a2)},
+        "b": {member_id(b1), member_id(rogue)},
+        "rogue": member_id(rogue),
+    }
+    return gw, policy, ids
+
+
+def test_every_request_lands_on_an_enclave_of_its_model_sync(two_models, fleet):
+    gw, policy, ids = two_models
+    with SecureClient(gw.url, policy) as secure:
+        client = secure.openai()
+        landed: dict[str, set[str]] = {A: set(), B: set()}
+        for turn in range(24):
+            model = A if turn % 2 else B
+            raw = client.chat.completions.with_raw_response.create(
+                model=model, messages=MESSAGES, stream=bool(turn % 3 == 0)
+            )
+            landed[model].add(raw.headers[ENCLAVE_HEADER].split(";")[0])
+            if turn % 3 == 0:
+                text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+            else:
+                completion = raw.parse()
+                assert completion.model == model
+                text = completion.choices[0].message.content
+            assert text.endswith("You said: which model?")
+        embedding = client.embeddings.create(model=B, input="x")
+        assert len(embedding.data[0].embedding) == 16
+    assert landed[A] == ids["a"]  # both A enclaves used, never B's nor the rogue
+    assert landed[B] <= ids["b"] and landed[B]
+    # The engines agree: the B-only engine would have answered 404 to a model-a request,
+    # and the enclaves' own counters add up per model group.
+    assert served_count(fleet, 0) + served_count(fleet, 1) == 12
+
+
+def test_async_and_streaming_route_by_model(two_models):
+    gw, policy, ids = two_models
+
+    async def main() -> dict[str, set[str]]:
+        with SecureClient(gw.url, policy) as secure:
+            client = secure.async_openai()
+            landed: dict[str, set[str]] = {A: set(), B: set()}
+            for model in (A, B) * 6:
+                raw = await client.chat.completions.with_raw_response.create(
+                    model=model, messages=MESSAGES, stream=True
+                )
+                landed[model].add(raw.headers[ENCLAVE_HEADER].split(";")[0])
+                stream = raw.parse()
+                if inspect.isawaitable(stream):  # openai versions differ here
+                    stream = await stream
+                text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+                assert text.endswith("You said: which model?")
+            await client.close()
+            return landed
+
+    landed = asyncio.run(main())
+    assert landed[A] <= ids["a"] and landed[A]
+    assert landed[B] <= ids["b"] and landed[B]
+
+
+def test_release_that_does_not_list_the_model_is_never_chosen(two_models, fleet):
+    gw, policy, ids = two_models
+    with SecureClient(gw.url, policy) as secure:
+        records = {r.subject.removeprefix("enclave "): r for r in secure.verify()}
+        rogue = records[ids["rogue"]]
+        # Its engine config claims A and B; its release lists B: trusted for B only.
+        assert rogue.ok and rogue.models == (B,)
+        step = next(s for s in rogue.steps if s.name == "models")
+        assert step.expected == B and step.actual == f"{A}, {B}"
+        client = secure.openai()
+        for _ in range(20):
+            raw = client.chat.completions.with_raw_response.create(model=A, messages=MESSAGES)
+            assert raw.headers[ENCLAVE_HEADER].split(";")[0] != ids["rogue"]
+    assert served_count(fleet, 3) == 0
+
+
+def test_unknown_model_fails_before_sending_and_lists_models(two_models, fleet):
+    gw, policy, _ = two_models
+    with SecureClient(gw.url, policy) as secure:
+        secure.verify()
+        before = [served_count(fleet, i) for i in range(4)]
+        client = secure.openai(max_retries=0)
+        with pytest.raises(UnknownModel) as caught:  # typed, straight through the openai SDK
+            client.chat.completions.create(model="model-c", messages=MESSAGES)
+        error = caught.value
+        assert error.model == "model-c" and error.available == [A, B]
+        assert "Models available: model-a, model-b" in str(error)
+        with secure.httpx_client() as http, pytest.raises(UnknownModel):
+            http.post("/v1/embeddings", json={"model": "model-c", "input": "x"})
+        assert [served_count(fleet, i) for i in range(4)] == before
+
+
+def test_models_listing_is_the_verified_union(two_models, fleet):
+    gw, policy, ids = two_models
+    with SecureClient(gw.url, policy) as secure:
+        client = secure.openai()
+        before = [served_count(fleet, i) for i in range(4)]
+        listed = client.models.list()
+        assert [m.id for m in listed.data] == [A, B]
+        assert client.models.retrieve(B).id == B
+        with pytest.raises(openai.NotFoundError):
+            client.models.retrieve("model-c")
+        # Answered from verified evidence: no enclave saw a request.
+        assert [served_count(fleet, i) for i in range(4)] == before
+        by_model = secure.fleet.served_models()
+        assert set(by_model[A]) == ids["a"] and set(by_model[B]) == ids["b"]
+
+
+def test_release_predicate_models_and_from_releases_mapping():
+    """`models` of the sealgate predicate become the measurement's models; Tinfoil's none."""
+    from sealgate.client.release.predicates import (
+        SEALGATE_IMAGE,
+        TINFOIL_MULTIPLATFORM,
+        PredicateError,
+        measurements_from_predicate,
+        sealgate_predicate,
+    )
+
+    value = "ab" * 48
+    predicate = sealgate_predicate({"sev-snp": {"measurement": value}}, "0.1.0", None, [B, A])
+    assert predicate["models"] == [A, B]
+    (found,) = measurements_from_predicate(SEALGATE_IMAGE, predicate, "r")
+    assert found.models == frozenset({A, B})
+    (tinfoil,) = measurements_from_predicate(TINFOIL_MULTIPLATFORM, {"snp_measurement": value}, "t")
+    assert tinfoil.models is None
+    with pytest.raises(PredicateError):
+        measurements_from_predicate(SEALGATE_IMAGE, {**predicate, "models": [1]}, "r")
+
+
+def test_single_model_fleet_unchanged(trio):
+    """Evidence and policy naming no models: any model name goes anywhere, as before."""
+    gw, policy = trio
+    with SecureClient(gw.url, policy) as secure:
+        assert all(r.models is None for r in secure.verify())
+        with secure.httpx_client() as http:
+            reply = http.post(
+                "/v1/chat/completions", json={"model": "anything", "messages": MESSAGES}
+            )
+            assert reply.status_code == 200
+            listed = http.get("/v1/models")  # forwarded to an enclave, as before
+            assert listed.headers[ENCLAVE_HEADER] and listed.json()["data"]
+
+
+def test_demo_engine_with_models_refuses_others():
+    from sealgate.enclave.engines.demo import create_demo_app
+    from starlette.testclient import TestClient
+
+    with TestClient(create_demo_app(models=(A,))) as client:
+        ok = client.post("/v1/chat/completions", json={"model": A, "messages": MESSAGES})
+        wrong = client.post("/v1/chat/completions", json={"model": B, "messages": MESSAGES})
+    assert ok.status_code == 200 and wrong.status_code == 404
+    assert wrong.json()["error"]["code"] == "model_not_found"
