@@ -100,7 +100,9 @@ def test_async_and_streaming_route_by_model(two_models):
                 stream = raw.parse()
                 if inspect.isawaitable(stream):  # openai versions differ here
                     stream = await stream
-                text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+                text = "".join(
+                    [c.choices[0].delta.content or "" async for c in stream if c.choices]
+                )
                 assert text.endswith("You said: which model?")
             await client.close()
             return landed

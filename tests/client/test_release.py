@@ -243,3 +243,20 @@ def test_load_release_requires_a_digest(bundle):
     with pytest.raises(ReleaseError) as excinfo:
         load_release(REPO, bundle=sigstore_bundle)
     assert excinfo.value.check == "subject digest"
+
+
+def test_policy_from_releases_tinfoil_is_one_model_per_repository(vectors):
+    """A real Tinfoil release names no models: the mapping assigns the model to it."""
+    path = vectors / "sev-snp-tinfoil-bundle" / "attestation-bundle.json"
+    policy = Policy.from_releases({"llama-3.3-70b": {"repo": REPO, "bundle": path}})
+    assert policy.measurements and all(
+        m.models == frozenset({"llama-3.3-70b"}) for m in policy.measurements
+    )
+    assert "for llama-3.3-70b" in str(policy.measurements[0])
+    # Two models mapped to the same release: the measurement is trusted for both.
+    both = Policy.from_releases(
+        {"a": {"repo": REPO, "bundle": path}, "b": {"repo": REPO, "bundle": path}}
+    )
+    assert {m.models for m in both.measurements} == {frozenset({"a", "b"})}
+    # The single-model case stays as short as before and names no models.
+    assert all(m.models is None for m in Policy.from_release(REPO, bundle=path).measurements)
