@@ -65,37 +65,37 @@ def run(conversations: int, turns: int, affinity: bool, leave_after: int | None)
         policy = Policy.software(fleet.root.public_key().public_bytes_raw()).with_measurements(
             ExpectedMeasurement("software", {"measurement": placed[0][1].hex()})
         )
-        with SecureClient(gw.url, policy, cache_affinity=affinity) as secure:
-            with secure.httpx_client() as http:
-                last: dict[int, str] = {}
-                moved_at: dict[int, str] = {}
-                before: dict[int, str] = {}
-                on_leaver = 0
-                hits = counted = 0
-                hits_after = counted_after = 0
-                for turn in range(turns):
+        secure = SecureClient(gw.url, policy, cache_affinity=affinity)
+        with secure, secure.httpx_client() as http:
+            last: dict[int, str] = {}
+            moved_at: dict[int, str] = {}
+            before: dict[int, str] = {}
+            on_leaver = 0
+            hits = counted = 0
+            hits_after = counted_after = 0
+            for turn in range(turns):
+                if leave_after is not None and turn == leave_after:
+                    leaver = hashlib.sha256(placed[0][0].url.encode()).hexdigest()[:12]
+                    on_leaver = sum(e == leaver for e in last.values())
+                    before = dict(last)
+                    placed[0][0].stop()
+                    _wait_unhealthy(gw.url, 2)
+                    secure.fleet.refresh()  # the client's periodic refresh
+                for number in range(conversations):
+                    reply = http.post(
+                        "/v1/chat/completions",
+                        json={"model": MODEL, "messages": _messages(number, turn)},
+                    )
+                    reply.raise_for_status()
+                    enclave = reply.headers[ENCLAVE_HEADER].split(";")[0]
+                    if turn > 0:
+                        hit = last[number] == enclave
+                        hits, counted = hits + hit, counted + 1
+                        if leave_after is not None and turn >= leave_after:
+                            hits_after, counted_after = hits_after + hit, counted_after + 1
+                    last[number] = enclave
                     if leave_after is not None and turn == leave_after:
-                        leaver = hashlib.sha256(placed[0][0].url.encode()).hexdigest()[:12]
-                        on_leaver = sum(e == leaver for e in last.values())
-                        before = dict(last)
-                        placed[0][0].stop()
-                        _wait_unhealthy(gw.url, 2)
-                        secure.fleet.refresh()  # the client's periodic refresh
-                    for number in range(conversations):
-                        reply = http.post(
-                            "/v1/chat/completions",
-                            json={"model": MODEL, "messages": _messages(number, turn)},
-                        )
-                        reply.raise_for_status()
-                        enclave = reply.headers[ENCLAVE_HEADER].split(";")[0]
-                        if turn > 0:
-                            hit = last[number] == enclave
-                            hits, counted = hits + hit, counted + 1
-                            if leave_after is not None and turn >= leave_after:
-                                hits_after, counted_after = hits_after + hit, counted_after + 1
-                        last[number] = enclave
-                        if leave_after is not None and turn == leave_after:
-                            moved_at[number] = enclave
+                        moved_at[number] = enclave
         result = {
             "affinity": affinity,
             "enclave_leaves_after_round": leave_after,

@@ -26,7 +26,7 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from .policy import Policy
+from .policy import ExpectedMeasurement, Policy
 
 __all__ = ["DemoFleet"]
 
@@ -61,7 +61,13 @@ class DemoFleet:
         upstream: str | None = None,
         token_delay: float = 0.0,
         gateway_port: int | None = None,
+        models: list[tuple[str, ...]] | None = None,
     ) -> None:
+        #: Per enclave, the models its engine configuration names (None: the classic
+        #: single-model demo, whose evidence names no models).
+        self.models = models
+        if models is not None:
+            enclaves = len(models)
         self.count = enclaves
         self.upstream = upstream
         self.token_delay = token_delay
@@ -77,16 +83,41 @@ class DemoFleet:
     def root_public_key(self) -> bytes:
         return self.root.public_key().public_bytes_raw()
 
-    def engine_description(self) -> dict[str, object]:
+    def engine_description(self, models: tuple[str, ...] | None = None) -> dict[str, object]:
         if self.upstream:
-            return {"engine": "upstream", "url": self.upstream.rstrip("/")}
-        return {"engine": "demo", "model": "sealgate-demo-echo"}
+            description: dict[str, object] = {
+                "engine": "upstream",
+                "url": self.upstream.rstrip("/"),
+            }
+        else:
+            description = {"engine": "demo", "model": "sealgate-demo-echo"}
+        if models is not None:
+            description["models"] = sorted(models)
+        return description
 
     def policy(self) -> Policy:
-        """Trust this fleet's software root and the measurement of the installed code."""
+        """Trust this fleet's software root and the measurements of the installed code.
+
+        With several models, each distinct engine configuration is one "release" trusted
+        for exactly the models it names.
+        """
         from sealgate.enclave.attesters import measure_software
 
-        return Policy.software(self.root_public_key, measure_software(self.engine_description()))
+        if self.models is None:
+            return Policy.software(
+                self.root_public_key, measure_software(self.engine_description())
+            )
+        expected = {
+            measure_software(self.engine_description(m)).hex(): frozenset(m) for m in self.models
+        }
+        return Policy.software(self.root_public_key).with_measurements(
+            *(
+                ExpectedMeasurement(
+                    "software", {"measurement": value}, "demo configuration", models
+                )
+                for value, models in expected.items()
+            )
+        )
 
     def start(self) -> DemoFleet:
         key_file = Path(self._tmp.name) / "software-root.pem"
@@ -99,7 +130,7 @@ class DemoFleet:
         )
         key_file.chmod(0o600)
         try:
-            for _ in range(self.count):
+            for index in range(self.count):
                 port = _free_port()
                 args = [
                     sys.executable,
@@ -116,6 +147,8 @@ class DemoFleet:
                     args += ["--upstream", self.upstream]
                 else:
                     args += ["--demo-token-delay", str(self.token_delay)]
+                for model in self.models[index] if self.models is not None else ():
+                    args += ["--model", model]
                 self._procs.append(self._spawn(args))
                 self.enclave_urls.append(f"http://127.0.0.1:{port}")
             for url, proc in zip(self.enclave_urls, self._procs, strict=True):

@@ -135,6 +135,14 @@ def _plaintext_path(value: str) -> tuple[str, str]:
 )
 @click.option("--upstream", metavar="URL", help="OpenAI-compatible engine to forward to.")
 @click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="NAME",
+    help="A model the engine serves (repeatable). Part of the measured engine configuration: "
+    "clients route a model only to enclaves whose evidence (or release) names it.",
+)
+@click.option(
     "--demo-token-delay",
     type=float,
     default=0.0,
@@ -207,6 +215,7 @@ def enclave(
     tsm_root: Path | None,
     engine: str | None,
     upstream: str | None,
+    models: tuple[str, ...],
     demo_token_delay: float,
     rotate_keys_every: float | None,
     key_grace: float,
@@ -231,7 +240,12 @@ def enclave(
     if engine and upstream:
         raise click.UsageError("give either --engine demo or --upstream URL, not both")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    chosen = HTTPEngine(upstream) if upstream else demo_engine(demo_token_delay)
+    served = tuple(models) or None
+    chosen = (
+        HTTPEngine(upstream, models=served)
+        if upstream
+        else demo_engine(demo_token_delay, models=served)
+    )
     try:
         backend = create_attester(
             attester,

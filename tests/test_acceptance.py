@@ -80,3 +80,13 @@ def test_demo_command_runs(demo_fleet):
     assert result.exit_code == 0, result.output
     assert "You said: cli demo" in result.output
     assert "fleet verification" in result.output and "what the gateway saw" in result.output
+    # Two models (1 x A, 1 x B here): each model's requests land on its own enclave.
+    assert "one gateway, two models" in result.output
+    rows = [line for line in result.output.splitlines() if line.startswith("│ sealgate-demo-")]
+    assert len(rows) == 6 and {r.split()[1] for r in rows} == {
+        "sealgate-demo-echo",
+        "sealgate-demo-mini",
+    }
+    for row in rows:
+        requested, _, verified_for = (c.strip() for c in row.strip("│").split("│"))
+        assert requested == verified_for

@@ -39,7 +39,11 @@ def request_failure(exc: BaseException) -> click.ClickException:
 @click.option(
     "--gateway", "gateway_url", required=True, metavar="URL", help="The sealgate gateway."
 )
-@click.option("--model", default=None, help="Model id (default: the first the engine lists).")
+@click.option(
+    "--model",
+    default=None,
+    help="Model id; only enclaves verified for it are used (default: the first listed).",
+)
 @click.argument("prompt")
 @policy_options
 def chat(gateway_url: str, model: str | None, prompt: str, policy: Policy) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import click
 import openai
@@ -46,6 +47,32 @@ for chunk in stream:
 """
 
 
+MODEL_A, MODEL_B = "sealgate-demo-echo", "sealgate-demo-mini"
+
+
+def show_model_routing(console: Console, secure: SecureClient, client: Any) -> None:
+    """Three requests per model; where each landed and what that enclave is verified for."""
+    table = Table()
+    for column in ("requested model", "served by enclave", "enclave verified for"):
+        table.add_column(column, no_wrap=True)
+    for name in sorted(secure.fleet.served_models()):
+        for _ in range(3):
+            raw = client.chat.completions.with_raw_response.create(
+                model=name, messages=[{"role": "user", "content": "which model?"}]
+            )
+            enclave = raw.headers.get(ENCLAVE_HEADER, "?").split(";")[0]
+            verified = secure.fleet.enclaves.get(enclave)
+            table.add_row(
+                name,
+                enclave,
+                ", ".join(verified.models or ("any",)) if verified else "?",
+            )
+    console.print(table)
+    console.print(
+        "[dim]the SDK read `model` before sealing; the gateway routed by key id only.[/]\n"
+    )
+
+
 @click.command()
 @click.option("--prompt", default="Tell me why the gateway cannot read this.", show_default=True)
 @click.option("--enclaves", default=3, show_default=True, type=int)
@@ -64,6 +91,11 @@ for chunk in stream:
     type=float,
     help="Seconds between demo-engine tokens, to make streaming visible.",
 )
+@click.option(
+    "--one-model",
+    is_flag=True,
+    help="Every demo enclave serves the same model (default: the last one serves a second).",
+)
 @click.option("--keep-running", is_flag=True, help="Leave the fleet up and print how to use it.")
 def demo(
     prompt: str,
@@ -71,6 +103,7 @@ def demo(
     upstream: str | None,
     model: str | None,
     token_delay: float,
+    one_model: bool,
     keep_running: bool,
 ) -> None:
     """Start enclaves + gateway on loopback, verify them, stream a sealed chat completion."""
@@ -84,7 +117,12 @@ def demo(
         )
     )
     try:
-        with DemoFleet(enclaves, upstream=upstream, token_delay=token_delay) as fleet:
+        models = None
+        if not upstream and not one_model and enclaves >= 2:
+            models = [(MODEL_A,)] * (enclaves - 1) + [(MODEL_B,)]
+        with DemoFleet(
+            enclaves, upstream=upstream, token_delay=token_delay, models=models
+        ) as fleet:
             console.print(f"started {enclaves} enclave(s): {', '.join(fleet.enclave_urls)}")
             console.print(f"started the gateway: {fleet.gateway_url}\n")
             policy = fleet.policy()
@@ -120,6 +158,12 @@ def demo(
                     f"[cyan]{served_by}[/]\n"
                 )
 
+                if models is not None:
+                    console.rule(
+                        "one gateway, two models: each request goes to its model's enclaves"
+                    )
+                    show_model_routing(console, secure, client)
+
                 console.rule("3. what the gateway saw (its access log: routing metadata only)")
                 table = Table()
                 for column in ACCESS_COLUMNS:
@@ -134,6 +178,10 @@ def demo(
 
             if keep_running:
                 measurement = policy.measurements[0].registers["measurement"]
+                pins = " ".join(
+                    f"--measurement software:{m.registers['measurement']}"
+                    for m in policy.measurements
+                )
                 console.rule("the fleet keeps running (Ctrl-C to stop)")
                 console.print(f"gateway:  {fleet.gateway_url}")
                 for url in fleet.enclave_urls:
@@ -141,8 +189,7 @@ def demo(
                 # Plain, unwrapped output, so that both can be copied as they are.
                 click.echo(
                     "\nverify it:  sealgate verify "
-                    f"{fleet.gateway_url} --software-root {fleet.root_public_key.hex()} "
-                    f"--measurement software:{measurement}\n"
+                    f"{fleet.gateway_url} --software-root {fleet.root_public_key.hex()} {pins}\n"
                 )
                 click.echo(
                     SNIPPET.format(

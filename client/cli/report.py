@@ -12,6 +12,13 @@ from ..verification import Verification
 __all__ = ["render_verifications"]
 
 
+def models_text(record: Verification) -> str:
+    """The models a verified enclave is trusted with, for people."""
+    if record.models is None:
+        return "any (neither the policy nor the evidence names models)"
+    return ", ".join(record.models)
+
+
 def render_verifications(console: Console, records: Iterable[Verification]) -> None:
     """One table per verification: every step, its result, the values compared."""
     for record in records:
@@ -38,13 +45,15 @@ def render_verifications(console: Console, records: Iterable[Verification]) -> N
             console.print(f"  report_data: [cyan]{record.report_data}[/]")
         if record.key_fingerprints:
             console.print(f"  keys: {', '.join(record.key_fingerprints)}")
+        if record.ok:
+            console.print(f"  models: {models_text(record)}")
         console.print()
 
 
 def render_summary(console: Console, records: Iterable[Verification]) -> None:
     """One row per enclave: platform, measurement, key, and every check with its result."""
     table = Table(title="fleet verification", title_justify="left")
-    for column in ("enclave", "platform", "measurement", "key", "checks"):
+    for column in ("enclave", "platform", "models", "measurement", "key", "checks"):
         table.add_column(column, overflow="fold")
     for record in records:
         checks = "\n".join(
@@ -54,6 +63,7 @@ def render_summary(console: Console, records: Iterable[Verification]) -> None:
         table.add_row(
             record.subject.removeprefix("enclave "),
             record.platform,
+            models_text(record),
             measurement,
             ", ".join(record.key_fingerprints),
             checks,
