@@ -20,12 +20,20 @@ __all__ = ["fleet_document", "FLEET_FORMAT"]
 FLEET_FORMAT = "sealgate-fleet/v1"
 
 
+def claimed_models(attestation: Any) -> list[str]:
+    """The models an attestation document's (unverified) ``info`` claims."""
+    info = attestation.get("info") if isinstance(attestation, dict) else None
+    models = info.get("models") if isinstance(info, dict) else None
+    return sorted(m for m in models.split(",") if m) if isinstance(models, str) else []
+
+
 def fleet_document(fleet: Fleet) -> bytes:
     """Serialize the current fleet."""
     enclaves: list[dict[str, Any]] = []
     for member in sorted(fleet.members.values(), key=lambda m: m.id):
         if member.attestation is None:
             continue
+        attestation = json.loads(member.attestation)
         enclaves.append(
             {
                 "id": member.id,
@@ -33,7 +41,10 @@ def fleet_document(fleet: Fleet) -> bytes:
                 "healthy": member.healthy,
                 "load": round(member.load, 4),
                 "in_flight": member.in_flight,
-                "attestation": json.loads(member.attestation),
+                "attestation": attestation,
+                # What the document publicly claims, for operators; clients verify it
+                # themselves and the gateway never routes by it.
+                "models": claimed_models(attestation),
             }
         )
     body = {

@@ -204,3 +204,16 @@ def test_demo_engine_with_models_refuses_others():
         wrong = client.post("/v1/chat/completions", json={"model": B, "messages": MESSAGES})
     assert ok.status_code == 200 and wrong.status_code == 404
     assert wrong.json()["error"]["code"] == "model_not_found"
+
+
+def test_gateway_directory_carries_claims_but_the_client_trusts_releases(two_models):
+    gw, policy, ids = two_models
+    import httpx
+
+    listing = httpx.get(gw.url + "/.well-known/sealgate-fleet", timeout=10).json()
+    claimed = {e["id"]: e["models"] for e in listing["enclaves"]}
+    assert claimed[ids["rogue"]] == [A, B]  # what its engine config claims, shown to operators
+    assert {claimed[i][0] for i in ids["a"]} == {A}
+    with SecureClient(gw.url, policy) as secure:
+        secure.verify()
+        assert secure.fleet.enclaves[ids["rogue"]].models == (B,)  # what the client trusts

@@ -42,7 +42,49 @@ def test_gateway_discovers_the_headless_enclave_service():
     gateway = docs[("Deployment", "sealgate-gateway")]["spec"]["template"]["spec"]["containers"][0]
     assert "--enclaves-dns=sealgate-enclaves.sealgate.svc.cluster.local:8080" in gateway["args"]
     kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
-    assert sorted(kustomization["resources"]) == ["enclaves.yaml", "gateway.yaml", "namespace.yaml"]
+    listed = {p.name for p in MANIFESTS.glob("*.yaml")} - {"kustomization.yaml"}
+    assert sorted(kustomization["resources"]) == sorted(listed)
+
+
+def test_one_deployment_per_model_behind_the_same_gateway():
+    docs = [d for _, d in _resources()]
+    enclaves = [
+        d
+        for d in docs
+        if d["kind"] == "Deployment" and d["metadata"]["name"].startswith("sealgate-enclave-")
+    ]
+    assert len(enclaves) == 2
+    selector = next(d for d in docs if d["kind"] == "Service" and d["spec"].get("clusterIP"))[
+        "spec"
+    ]["selector"]
+    models, images = set(), set()
+    for deployment in enclaves:
+        spec = deployment["spec"]
+        labels = spec["template"]["metadata"]["labels"]
+        assert spec["selector"]["matchLabels"] == labels  # selectors do not overlap
+        assert selector.items() <= labels.items()  # the one headless service finds them all
+        containers = {c["name"]: c for c in spec["template"]["spec"]["containers"]}
+        claimed = [
+            a.split("=", 1)[1] for a in containers["enclave"]["args"] if a.startswith("--model=")
+        ]
+        served = [
+            a.split("=", 1)[1]
+            for a in containers["engine"]["args"]
+            if a.startswith("--served-model-name=")
+        ]
+        assert (
+            len(claimed) == 1 and claimed == served
+        )  # the measured claim is what the engine serves
+        assert labels["sealgate.dev/model"] == claimed[0].replace(".", "-")
+        models.add(claimed[0])
+        images.add(containers["enclave"]["image"])
+    assert len(models) == 2 and len(images) == 2  # one release (and measurement) per model
+    labelled = [
+        d
+        for d in docs
+        if d["kind"] == "Deployment" and "sealgate.dev/model" in d["metadata"]["labels"]
+    ]
+    assert len(labelled) == 2
 
 
 def test_the_validator_does_catch_mistakes():
