@@ -101,6 +101,13 @@ def verify_release(
 @click.option(
     "--engine-image-digest", metavar="sha256:HEX", help="Digest of the inference engine image."
 )
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="NAME",
+    help="A model the image's measured engine configuration serves (repeatable).",
+)
 @click.option("--sealgate-version", default=None, help="Default: the installed version.")
 @click.option(
     "--output",
@@ -113,6 +120,7 @@ def measure(
     tdx: tuple[str, ...],
     software: str | None,
     engine_image_digest: str | None,
+    models: tuple[str, ...],
     sealgate_version: str | None,
     output: Path | None,
 ) -> None:
@@ -128,7 +136,9 @@ def measure(
         measurements["software"] = {"measurement": software}
     try:
         version = sealgate_version or metadata.version("sealgate")
-        predicate = sealgate_predicate(measurements, version, engine_image_digest)
+        predicate = sealgate_predicate(
+            measurements, version, engine_image_digest, list(models) or None
+        )
     except (PredicateError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     text = json.dumps(predicate, indent=2) + "\n"

@@ -20,6 +20,7 @@ from sealgate.client.release import (
     sealgate_predicate,
     verify_release,
 )
+from sealgate.client.release.predicates import measurements_from_predicate
 from sealgate.client.verify.sev_snp import SnpReport
 
 REPO = "tinfoilsh/confidential-model-router"
@@ -260,3 +261,15 @@ def test_policy_from_releases_tinfoil_is_one_model_per_repository(vectors):
     assert {m.models for m in both.measurements} == {frozenset({"a", "b"})}
     # The single-model case stays as short as before and names no models.
     assert all(m.models is None for m in Policy.from_release(REPO, bundle=path).measurements)
+
+
+def test_cli_measure_lists_the_models(tmp_path):
+    out = tmp_path / "predicate.json"
+    result = CliRunner().invoke(
+        main, ["measure", "--sev-snp", "ab" * 48, "--model", "qwen3-32b", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    predicate = json.loads(out.read_text())
+    assert predicate["models"] == ["qwen3-32b"]
+    (expected,) = measurements_from_predicate(SEALGATE_IMAGE, predicate, "r")
+    assert expected.models == frozenset({"qwen3-32b"})
