@@ -39,11 +39,10 @@ def _anchor(body: Mapping[str, Any]) -> list[Any] | None:
     messages = body.get("messages")
     if isinstance(messages, list):  # chat/completions
         system = [m for m in messages if isinstance(m, dict) and m.get("role") == "system"]
-        first = next(
-            (m for m in messages if isinstance(m, dict) and m.get("role") not in ("system",)),
-            None,
+        opening = next(
+            (m for m in messages if isinstance(m, dict) and m.get("role") != "system"), None
         )
-        return [system, first] if first is not None or system else None
+        return [system, opening] if opening is not None or system else None
     if "input" in body and isinstance(body.get("instructions") or "", str):  # responses
         items = body["input"]
         first = items if isinstance(items, str) else (items[0] if items else None)

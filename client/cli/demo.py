@@ -117,9 +117,10 @@ def demo(
         )
     )
     try:
-        models = None
+        models: list[tuple[str, ...]] | None = None
         if not upstream and not one_model and enclaves >= 2:
-            models = [(MODEL_A,)] * (enclaves - 1) + [(MODEL_B,)]
+            solo_a: tuple[str, ...] = (MODEL_A,)
+            models = [solo_a] * (enclaves - 1) + [(MODEL_B,)]
         with DemoFleet(
             enclaves, upstream=upstream, token_delay=token_delay, models=models
         ) as fleet:

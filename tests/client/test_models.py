@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import json
 
+import httpx
 import pytest
 from sealgate.client import ENCLAVE_HEADER, ExpectedMeasurement, Policy, SecureClient
 from sealgate.client.models import UnknownModel
@@ -208,8 +210,6 @@ def test_demo_engine_with_models_refuses_others():
 
 def test_gateway_directory_carries_claims_but_the_client_trusts_releases(two_models):
     gw, policy, ids = two_models
-    import httpx
-
     listing = httpx.get(gw.url + "/.well-known/sealgate-fleet", timeout=10).json()
     claimed = {e["id"]: e["models"] for e in listing["enclaves"]}
     assert claimed[ids["rogue"]] == [A, B]  # what its engine config claims, shown to operators
@@ -217,3 +217,34 @@ def test_gateway_directory_carries_claims_but_the_client_trusts_releases(two_mod
     with SecureClient(gw.url, policy) as secure:
         secure.verify()
         assert secure.fleet.enclaves[ids["rogue"]].models == (B,)  # what the client trusts
+
+
+def _cli_policy(fleet, two_models_measurements: list[bytes]) -> list[str]:
+    args = ["--software-root", fleet.root.public_key().public_bytes_raw().hex()]
+    for value in two_models_measurements:
+        args += ["--measurement", f"software:{value.hex()}"]
+    return args
+
+
+def test_cli_verify_shows_models_and_chat_model_picks_among_them(fleet):
+    from click.testing import CliRunner
+    from sealgate.client.cli import main
+
+    a1, measured_a = fleet.model_enclave((A,))
+    b1, measured_b = fleet.model_enclave((B,))
+    gw = fleet.gateway(Discovery(static=[a1.url, b1.url]))
+    policy_args = _cli_policy(fleet, [measured_a, measured_b])
+    runner = CliRunner()
+    shown = runner.invoke(main, ["verify", gw.url, *policy_args, "--json"])
+    assert shown.exit_code == 0, shown.output
+    listed = {e["subject"]: e["models"] for e in json.loads(shown.output)["enclaves"]}
+    assert listed == {f"enclave {member_id(a1)}": [A], f"enclave {member_id(b1)}": [B]}
+    table = runner.invoke(main, ["verify", gw.url, *policy_args])
+    assert f"models: {A}" in table.output and f"models: {B}" in table.output
+
+    chat = runner.invoke(main, ["chat", "--gateway", gw.url, "--model", B, *policy_args, "hi"])
+    assert chat.exit_code == 0, chat.output
+    assert "You said: hi" in chat.output and member_id(b1) in chat.output
+    unknown = runner.invoke(main, ["chat", "--gateway", gw.url, "--model", "c", *policy_args, "x"])
+    assert unknown.exit_code == 1
+    assert "Models available: model-a, model-b" in unknown.output
