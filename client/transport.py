@@ -50,6 +50,7 @@ from .errors import (
     ResponseIntegrityError,
 )
 from .fleet import Fleet, VerifiedEnclave
+from .models import Router
 
 __all__ = ["SealgateTransport", "AsyncSealgateTransport", "ENCLAVE_HEADER"]
 
@@ -139,8 +140,10 @@ class _Core:
         self.max_body = max_body
         self.request_bucket = request_bucket
 
-    def seal(self, headers: Any, body: bytes, exclude: set[str]) -> _Attempt:
-        enclave, key = self.fleet.choose(exclude)
+    def seal(
+        self, headers: Any, body: bytes, exclude: set[str], model: str | None = None
+    ) -> _Attempt:
+        enclave, key = self.fleet.choose(exclude, model=model)
         encoder = RequestEncoder(key, self.mode)
         if body and self.request_bucket > 0 and is_json(headers.get("content-type", "")):
             # Trailing whitespace is still the same JSON text (RFC 8259 §2): only the
@@ -368,7 +371,8 @@ class SealgateTransport(httpx.BaseTransport):
         exclude: set[str] = set()
         last: GatewayError | None = None
         for _ in range(self._core.max_attempts):
-            attempt = self._core.seal(request.headers, body, exclude)
+            model = Router().route(request.method, request.url.path, body).model
+            attempt = self._core.seal(request.headers, body, exclude, model)
             response = self._inner.handle_request(
                 self._core.sealed_request(self._http, request, attempt)
             )
@@ -417,8 +421,9 @@ class AsyncSealgateTransport(httpx.AsyncBaseTransport):
         last: GatewayError | None = None
         for _ in range(self._core.max_attempts):
             # Choosing may refresh the fleet (network + verification): keep it off the loop.
+            model = Router().route(request.method, request.url.path, body).model
             attempt = await anyio.to_thread.run_sync(
-                self._core.seal, request.headers, body, exclude
+                self._core.seal, request.headers, body, exclude, model
             )
             response = await self._inner.handle_async_request(
                 self._core.sealed_request(self._http, request, attempt)

@@ -248,3 +248,20 @@ def test_cli_verify_shows_models_and_chat_model_picks_among_them(fleet):
     unknown = runner.invoke(main, ["chat", "--gateway", gw.url, "--model", "c", *policy_args, "x"])
     assert unknown.exit_code == 1
     assert "Models available: model-a, model-b" in unknown.output
+
+
+def test_ehbp_mode_routes_by_model_too(two_models):
+    from sealgate.protocol.modes import EHBP
+
+    gw, policy, ids = two_models
+    with SecureClient(gw.url, policy, mode=EHBP) as secure:
+        client = secure.openai()
+        for model, allowed in ((A, ids["a"]), (B, ids["b"])):
+            for _ in range(6):
+                raw = client.chat.completions.with_raw_response.create(
+                    model=model, messages=MESSAGES
+                )
+                assert raw.headers[ENCLAVE_HEADER].split(";")[0] in allowed
+                assert raw.parse().model == model
+        with pytest.raises(UnknownModel):
+            client.chat.completions.create(model="model-c", messages=MESSAGES)
