@@ -27,11 +27,21 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["ROUTE_TAG_HEADER", "routing_tag", "rendezvous_order", "rendezvous_winner"]
+__all__ = [
+    "ROUTE_TAG_HEADER",
+    "OVERLOADED",
+    "routing_tag",
+    "rendezvous_order",
+    "rendezvous_winner",
+    "affine_choice",
+]
 
 #: Header carrying the (hex) routing tag to the gateway.
 ROUTE_TAG_HEADER = "Sealgate-Route-Tag"
 _CONTEXT = b"sealgate route tag v1\x00"
+#: Load hint (in flight / capacity, from the enclave's health) at which an enclave is
+#: passed over for the tag's next choice: a warm cache is not worth a full queue.
+OVERLOADED = 0.9
 
 
 def _anchor(body: Mapping[str, Any]) -> list[Any] | None:
@@ -81,3 +91,13 @@ def rendezvous_winner(tag: bytes, enclave_ids: Sequence[str]) -> str:
     if not enclave_ids:
         raise ValueError("rendezvous over no enclaves")
     return max(enclave_ids, key=lambda e: _weight(tag, e))
+
+
+def affine_choice(
+    tag: bytes, loads: Mapping[str, float], overloaded: float = OVERLOADED
+) -> str | None:
+    """The tag's first choice among ``loads`` (enclave id -> load hint) that is not overloaded.
+
+    None when every candidate is overloaded: the caller then spreads by load.
+    """
+    return next((e for e in rendezvous_order(tag, loads) if loads[e] < overloaded), None)

@@ -39,7 +39,7 @@ from sealgate.protocol.binding import MAX_NONCE_SIZE
 from sealgate.protocol.errors import ProtocolError
 from sealgate.protocol.keyconfig import KeyConfig
 
-from .affinity import rendezvous_winner
+from .affinity import affine_choice
 from .errors import (
     EvidenceFormatError,
     FleetUnavailable,
@@ -500,8 +500,8 @@ class Fleet:
         """A verified, healthy enclave serving ``model`` and its current key.
 
         Without ``tag``: random among the least loaded. With a routing tag (cache
-        affinity): the rendezvous winner among the usable candidates, so a conversation
-        stays where its prefix is cached. A model no verified enclave serves raises
+        affinity): the tag's rendezvous choice among the usable candidates that are not
+        overloaded, so a conversation stays where its prefix is cached. A model no verified enclave serves raises
         :class:`~sealgate.client.models.UnknownModel` at once. When every candidate was
         just ruled out by a rotation (422) or an outage (503), the gateway's directory
         lags by a poll or two: wait up to ``settle`` seconds for it to catch up.
@@ -514,8 +514,10 @@ class Fleet:
                     raise UnknownModel(str(model), sorted(self.served_models()), self.gateway_url)
                 candidates = [c for c in self._candidates(exclude) if c[0].serves(model)]
                 waiting = bool(self._retired) or any(t > self._clock() for t in self._down.values())
+                winner = None
                 if candidates and tag is not None:
-                    winner = rendezvous_winner(tag, [e.id for e, _ in candidates])
+                    winner = affine_choice(tag, {e.id: e.load for e, _ in candidates})
+                if winner is not None:
                     return next(c for c in candidates if c[0].id == winner)
                 if candidates:
                     lowest = min(e.load for e, _ in candidates)

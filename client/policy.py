@@ -11,7 +11,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-__all__ = ["Policy", "ExpectedMeasurement", "SnpPolicy", "TdxPolicy", "HARDWARE_PLATFORMS"]
+__all__ = [
+    "Policy",
+    "ExpectedMeasurement",
+    "SnpPolicy",
+    "TdxPolicy",
+    "HARDWARE_PLATFORMS",
+    "trusted_for",
+]
 
 HARDWARE_PLATFORMS = frozenset({"sev-snp", "tdx"})
 
@@ -159,7 +166,7 @@ class Policy:
         predicate must list the model (else ``ReleaseError``); a predicate without a
         model list (Tinfoil's) counts as one model per repository.
         """
-        from .release import ReleaseError, load_release
+        from .release import load_release
 
         policy = base or cls()
         groups: list[tuple[dict[str, Any], list[str]]] = []
@@ -174,17 +181,7 @@ class Policy:
         for options, models in groups:
             kwargs = dict(options)
             release = load_release(kwargs.pop("repo"), **kwargs)
-            for measurement in release.measurements:
-                listed = measurement.models
-                missing = [] if listed is None else [m for m in models if m not in listed]
-                if missing:
-                    raise ReleaseError(
-                        "models",
-                        f"the release of {release.repository} lists {', '.join(sorted(listed or ()))}"
-                        f", not {', '.join(missing)}: trust another repository for "
-                        f"{'it' if len(missing) == 1 else 'them'}",
-                    )
-                added.append(replace(measurement, models=frozenset(models)))
+            added += trusted_for(release.measurements, models, release.repository)
         return replace(policy, measurements=policy.measurements + tuple(added))
 
     def with_measurements(self, *expected: ExpectedMeasurement) -> Policy:
@@ -193,3 +190,30 @@ class Policy:
 
     def expected_for(self, platform: str) -> tuple[ExpectedMeasurement, ...]:
         return tuple(m for m in self.measurements if m.platform == platform)
+
+
+def trusted_for(
+    measurements: Iterable[ExpectedMeasurement], models: Iterable[str], repository: str
+) -> list[ExpectedMeasurement]:
+    """A release's measurements, trusted for ``models``; ``ReleaseError`` if it lists others.
+
+    A release whose predicate names no models (Tinfoil's) is one model per repository:
+    it is trusted for exactly the models mapped to it.
+    """
+    from .release import ReleaseError
+
+    wanted = list(models)
+    trusted = []
+    for measurement in measurements:
+        listed = measurement.models
+        missing = [] if listed is None else [m for m in wanted if m not in listed]
+        if missing:
+            raise ReleaseError(
+                "models",
+                f"the release of {repository} lists {', '.join(sorted(listed or ()))}, not "
+                f"{', '.join(missing)}: map {'it' if len(missing) == 1 else 'them'} to the "
+                "repository that releases an image serving "
+                f"{'it' if len(missing) == 1 else 'them'}",
+            )
+        trusted.append(replace(measurement, models=frozenset(wanted)))
+    return trusted

@@ -8,7 +8,13 @@ from collections import Counter
 import httpx
 import pytest
 from sealgate.client import ENCLAVE_HEADER, ExpectedMeasurement, Policy, SecureClient
-from sealgate.client.affinity import ROUTE_TAG_HEADER, rendezvous_winner, routing_tag
+from sealgate.client.affinity import (
+    ROUTE_TAG_HEADER,
+    affine_choice,
+    rendezvous_order,
+    rendezvous_winner,
+    routing_tag,
+)
 from sealgate.gateway import Discovery
 
 SYSTEM = {"role": "system", "content": "You are terse."}
@@ -43,6 +49,14 @@ def test_rendezvous_moves_only_the_keys_of_an_enclave_that_leaves_or_joins():
     moved = {t for t in tags if after_join[t] != before[t]}
     assert moved and all(after_join[t] == "enclave-5" for t in moved)
     assert len(moved) < len(tags) / 4  # about 1/6 of the keys, to the newcomer only
+
+
+def test_an_overloaded_first_choice_passes_the_tag_to_its_second():
+    tag = os.urandom(32)
+    first, second, third = rendezvous_order(tag, ["x", "y", "z"])
+    assert affine_choice(tag, {"x": 0.1, "y": 0.1, "z": 0.1}) == first
+    assert affine_choice(tag, {first: 0.95, second: 0.5, third: 0.0}) == second
+    assert affine_choice(tag, {first: 1.0, second: 1.0, third: 0.99}) is None  # spread by load
 
 
 def test_routing_tag_is_stable_across_turns_and_keyed():

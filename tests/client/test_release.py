@@ -273,3 +273,16 @@ def test_cli_measure_lists_the_models(tmp_path):
     assert predicate["models"] == ["qwen3-32b"]
     (expected,) = measurements_from_predicate(SEALGATE_IMAGE, predicate, "r")
     assert expected.models == frozenset({"qwen3-32b"})
+
+
+def test_a_sealgate_release_is_trusted_only_for_models_it_lists():
+    from sealgate.client.policy import trusted_for
+
+    value = "cd" * 48
+    predicate = sealgate_predicate({"sev-snp": {"measurement": value}}, "0.1.0", None, ["a", "b"])
+    measurements = measurements_from_predicate(SEALGATE_IMAGE, predicate, "release org/x")
+    (narrowed,) = trusted_for(measurements, ["a"], "org/x")
+    assert narrowed.models == frozenset({"a"}) and narrowed.registers == {"measurement": value}
+    with pytest.raises(ReleaseError) as caught:
+        trusted_for(measurements, ["a", "c"], "org/x")
+    assert caught.value.check == "models" and "lists a, b, not c" in str(caught.value)
