@@ -265,3 +265,18 @@ def test_ehbp_mode_routes_by_model_too(two_models):
                 assert raw.parse().model == model
         with pytest.raises(UnknownModel):
             client.chat.completions.create(model="model-c", messages=MESSAGES)
+
+
+def test_router_reads_the_model_of_every_openai_body_route():
+    from sealgate.client.models import Router
+
+    router = Router()
+    for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"):
+        body = json.dumps({"model": "m", "input": "x", "prompt": "y"}).encode()
+        assert router.route("POST", path, body).model == "m"
+        assert router.route("POST", "/prefix" + path, body).model == "m"
+    assert router.route("GET", "/v1/chat/completions", b'{"model": "m"}').model is None
+    assert router.route("POST", "/v1/files", b'{"model": "m"}').model is None
+    for body in (b"", b"not json", b"[1]", b'{"model": 3}', b'{"model": ""}'):
+        assert router.route("POST", "/v1/completions", body).model is None
+    assert router.route("POST", "/v1/chat/completions", b'{"messages": []}').tag is None
