@@ -20,6 +20,7 @@ from .errors import (
     VerificationError,
 )
 from .fleet import Fleet, VerifiedEnclave
+from .models import UnknownModel
 from .policy import ExpectedMeasurement, Policy, SnpPolicy, TdxPolicy
 from .session import SecureClient
 from .transport import ENCLAVE_HEADER, AsyncSealgateTransport, SealgateTransport
@@ -46,6 +47,7 @@ __all__ = [
     "SnpPolicy",
     "Step",
     "TdxPolicy",
+    "UnknownModel",
     "Verification",
     "VerificationError",
     "VerifiedDocument",
