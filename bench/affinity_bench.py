@@ -119,6 +119,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conversations", type=int, default=50)
     parser.add_argument("--turns", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="one line of JSON (for run_all)")
     args = parser.parse_args()
     os.environ.setdefault("PYTHONHASHSEED", "0")
     results = [
@@ -126,7 +127,8 @@ def main() -> None:
         for leave in (None, 2)
         for affinity in (False, True)
     ]
-    print(json.dumps({"enclaves": 3, **vars(args), "runs": results}, indent=2))
+    summary = {"enclaves": 3, "conversations": args.conversations, "turns": args.turns}
+    print(json.dumps({**summary, "runs": results}, indent=None if args.json else 2))
 
 
 if __name__ == "__main__":

@@ -181,6 +181,22 @@ def main() -> None:
             )
         )
 
+    affinity = {
+        (r["affinity"], r["enclave_leaves_after_round"]): r
+        for r in _run("affinity_bench.py")["runs"]
+    }
+    for leave, label in ((None, "stable fleet"), (2, "one of 3 enclaves leaves after turn 2")):
+        on, off = affinity[(True, leave)], affinity[(False, leave)]
+        rows.append(
+            (
+                f"turns reaching the enclave holding their prefix, cache affinity on vs off "
+                f"(50 conversations x 5 turns, {label})",
+                f"{on['hit_share'] * 100:.1f} %",
+                f"{off['hit_share'] * 100:.1f} %",
+                "—",
+            )
+        )
+
     header = (
         f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}.\n\n"
