@@ -60,7 +60,13 @@ from .errors import (
     ResponseIntegrityError,
 )
 from .fleet import Fleet, VerifiedEnclave
-from .models import MODELS_HEADERS, Router, answer_locally, route_tag_header
+from .models import (
+    MODELS_HEADERS,
+    Router,
+    answer_locally,
+    is_models_listing,
+    route_tag_header,
+)
 from .transport import (
     _MAX_PLAINTEXT_ERROR,
     ENCLAVE_HEADER,
@@ -478,9 +484,11 @@ class AsyncNativeTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: Any) -> Any:
         core = self._core
-        local = await anyio.to_thread.run_sync(
-            answer_locally, core.fleet, request.method, request.url.path
-        )
+        local = None  # only a models listing may need the fleet (network): off the loop
+        if is_models_listing(request.method, request.url.path) is not None:
+            local = await anyio.to_thread.run_sync(
+                answer_locally, core.fleet, request.method, request.url.path
+            )
         if local is not None:
             return self._http.Response(local[0], headers=MODELS_HEADERS, content=local[1])
         body = await request.aread()
