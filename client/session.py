@@ -111,11 +111,11 @@ class SecureClient:
             "max_attempts": max_attempts,
             "forward_secret_headers": forward_secret_headers,
         }
+        routing = router(cache_affinity, affinity_secret)
+        if cache_affinity and mode != OHTTP:
+            raise ValueError("cache_affinity needs the native mode (mode='ohttp', the default)")
         if mode == OHTTP:  # native mode: secret headers are sealed, so they are always kept
-            self._options = {
-                "max_attempts": max_attempts,
-                "router": router(cache_affinity, affinity_secret),
-            }
+            self._options = {"max_attempts": max_attempts, "router": routing}
         self._native = mode == OHTTP
         self.fleet = Fleet(self.gateway_url, policy, refresh_interval=refresh_interval)
 
