@@ -158,10 +158,11 @@ class Policy:
     def from_releases(
         cls, releases: Mapping[str, str | Mapping[str, Any]], *, base: Policy | None = None
     ) -> Policy:
-        """Trust, for each model, the releases of one repository: ``{model: repo}``.
+        """Trust, for each model, one release: ``{model: {"repo": ..., "bundle": ...}}``.
 
-        A value is a repository name or the keyword arguments of :meth:`from_release`
-        (``{"repo": ..., "fetch": True, "digest": ...}``). An enclave is then used for a
+        A value holds the keyword arguments of :meth:`from_release` (``repo``, and
+        ``bundle`` or ``fetch=True`` with ``digest``, ...); a bare repository name is
+        ``{"repo": name}``, which only works where ``from_release(name)`` would. An enclave is then used for a
         model only when its measurement comes from that model's release: a sealgate
         predicate must list the model (else ``ReleaseError``); a predicate without a
         model list (Tinfoil's) counts as one model per repository.

@@ -280,3 +280,30 @@ def test_router_reads_the_model_of_every_openai_body_route():
     for body in (b"", b"not json", b"[1]", b'{"model": 3}', b'{"model": ""}'):
         assert router.route("POST", "/v1/completions", body).model is None
     assert router.route("POST", "/v1/chat/completions", b'{"messages": []}').tag is None
+
+
+def test_a_gateway_lying_about_models_changes_nothing(two_models):
+    """Unsigned claims (directory field, document info) are ignored: evidence decides."""
+    from .conftest import Tamperer
+
+    gw, policy, ids = two_models
+    liar = Tamperer(gw.url)
+
+    def claim_everything(doc: dict) -> dict:
+        for entry in doc["enclaves"]:
+            entry["models"] = [A, B, "model-c"]
+            entry["attestation"]["info"]["models"] = f"{A},{B},model-c"
+        return doc
+
+    liar.rewrite_fleet = claim_everything
+    try:
+        with SecureClient(liar.url, policy) as secure:
+            client = secure.openai()
+            assert [m.id for m in client.models.list().data] == [A, B]
+            for _ in range(8):
+                raw = client.chat.completions.with_raw_response.create(model=B, messages=MESSAGES)
+                assert raw.headers[ENCLAVE_HEADER].split(";")[0] in ids["b"]
+            with pytest.raises(UnknownModel):
+                client.chat.completions.create(model="model-c", messages=MESSAGES)
+    finally:
+        liar.close()
