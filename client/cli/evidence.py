@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import sys
@@ -51,7 +52,9 @@ def _when(value: str | None) -> float:
 )
 @click.option("--nonce", metavar="HEX", help="nvidia-gpu: the nonce the request must carry.")
 @click.option(
-    "--no-driver-rim", is_flag=True, help="nvidia-gpu: appraise the VBIOS only (driver unappraised)."
+    "--no-driver-rim",
+    is_flag=True,
+    help="nvidia-gpu: appraise the VBIOS only (driver unappraised).",
 )
 @click.option(
     "--vcek",
@@ -105,8 +108,13 @@ def verify_evidence(
             if report is None or chain is None:
                 raise click.UsageError("--platform nvidia-gpu needs --report and --chain")
             evidence = _verify_gpu(
-                report, chain, rims, nonce, GpuPolicy(require_driver_rim=not no_driver_rim),
-                record, now,
+                report,
+                chain,
+                rims,
+                nonce,
+                GpuPolicy(require_driver_rim=not no_driver_rim),
+                record,
+                now,
             )
         else:
             if quote is None or collateral is None:
@@ -150,10 +158,8 @@ def _verify_gpu(
     from ..verify.nvidia import GpuEvidence, verify_gpu
 
     raw = report.read_bytes()
-    try:  # NVIDIA's tools write the evidence as one hex string
+    with contextlib.suppress(UnicodeDecodeError, ValueError):  # NVIDIA's tools write hex
         raw = bytes.fromhex(raw.decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        pass
     try:
         expected = None if nonce is None else bytes.fromhex(nonce)
     except ValueError:

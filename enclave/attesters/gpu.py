@@ -9,6 +9,7 @@ their policy allows it), because a captured report cannot sign a new nonce.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -71,7 +72,8 @@ class FileGpuSource:
             raise AttesterError("give one certificate chain per GPU report")
         try:
             devices = [
-                GpuDevice(read_report(r), c.read_bytes()) for r, c in zip(reports, chains, strict=True)
+                GpuDevice(read_report(r), c.read_bytes())
+                for r, c in zip(reports, chains, strict=True)
             ]
             return cls(devices, [p.read_bytes() for p in rims], nonce)
         except OSError as exc:
@@ -81,7 +83,9 @@ class FileGpuSource:
         return GpuAttestation.of(self.nonce, self.devices, self.rims, nonce_source="pinned")
 
     def describe(self) -> dict[str, str]:
-        return {"gpu": f"{len(self.devices)} captured GPU report(s), pinned nonce {self.nonce.hex()}"}
+        return {
+            "gpu": f"{len(self.devices)} captured GPU report(s), pinned nonce {self.nonce.hex()}"
+        }
 
 
 class NvmlGpuSource:
@@ -93,7 +97,7 @@ class NvmlGpuSource:
 
     def __init__(self, rims: Sequence[bytes] = ()) -> None:
         try:
-            import pynvml
+            pynvml = importlib.import_module("pynvml")  # nvidia-ml-py; untyped, optional
         except ImportError as exc:
             raise AttesterError(
                 "NVML GPU evidence needs NVIDIA's bindings: pip install nvidia-ml-py"
@@ -103,7 +107,7 @@ class NvmlGpuSource:
         try:
             pynvml.nvmlInit()
             self._count = int(pynvml.nvmlDeviceGetCount())
-        except Exception as exc:  # noqa: BLE001 - any NVML failure means no usable GPU
+        except Exception as exc:
             raise AttesterError(f"NVML is unavailable: {exc}") from exc
         if self._count == 0:
             raise AttesterError("NVML sees no GPU")
@@ -122,7 +126,7 @@ class NvmlGpuSource:
                         bytes(certs.attestationCertChain[: certs.attestationCertChainSize]),
                     )
                 )
-        except Exception as exc:  # noqa: BLE001 - reported as the attester's failure
+        except Exception as exc:
             raise AttesterError(f"NVML refused GPU attestation: {exc}") from exc
         return GpuAttestation.of(nonce, devices, self.rims)
 

@@ -103,9 +103,7 @@ def test_demo_enclave_with_captured_gpu_evidence_verifies(
     assert info.value.step == "gpu nonce binding"
 
 
-def test_gpu_report_from_another_boot_is_refused(
-    serve, gpu_files, software_root, demo_measurement
-):
+def test_gpu_report_from_another_boot_is_refused(serve, gpu_files, software_root, demo_measurement):
     """Enclave configured to bind the 2023 report's nonce; it serves a report of another boot."""
     pinned = read_report(gpu_files["report"])[4:36]
     source = FileGpuSource.from_files(
@@ -132,7 +130,9 @@ def test_host_swapping_or_stripping_gpu_evidence_breaks_the_cpu_binding(
     assert document.gpu is not None
     swapped = dataclasses.replace(
         document,
-        gpu=GpuAttestation.of(other.report[4:36], [other], document.gpu.rims, nonce_source="pinned"),
+        gpu=GpuAttestation.of(
+            other.report[4:36], [other], document.gpu.rims, nonce_source="pinned"
+        ),
     )
     for tampered in (swapped, dataclasses.replace(document, gpu=None)):
         round_tripped = AttestationDocument.from_json(tampered.to_json())
@@ -145,7 +145,9 @@ def test_derived_nonce_mode_refuses_a_report_over_another_nonce(
     serve, gpu_files, software_root, demo_measurement
 ):
     """A source that asks for the derived nonce but gets a captured report (another nonce)."""
-    captured = FileGpuSource.from_files([gpu_files["report"]], [gpu_files["chain"]], _rims(gpu_files))
+    captured = FileGpuSource.from_files(
+        [gpu_files["report"]], [gpu_files["chain"]], _rims(gpu_files)
+    )
 
     class Replaying:
         def collect(self, nonce: bytes) -> GpuAttestation:

@@ -425,10 +425,11 @@ def _select_rim(
         rim, path = _verified_rim(data)
     except RimSignatureUnavailable:
         raise record.fail(
-            f"{name} signature", f"XML-DSig verification is not installed: {_EXTRA_HINT}",
+            f"{name} signature",
+            f"XML-DSig verification is not installed: {_EXTRA_HINT}",
             error=ReferenceValueError,
         ) from None
-    except Exception as exc:  # every failure of an untrusted RIM is a refusal
+    except Exception as exc:  # noqa: BLE001 - every failure of an untrusted RIM is a refusal
         raise record.fail(
             f"{name} signature",
             f"the {kind} RIM {version} is not validly signed under NVIDIA's RIM root "
@@ -564,4 +565,3 @@ def _ocsp_status(data: bytes, certs: Sequence[x509.Certificate], when: dt.dateti
     if this_update > when or (next_update is not None and next_update < when):
         return "response outside its validity"
     return response.certificate_status.name.lower()
-

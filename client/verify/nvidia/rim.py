@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,8 +54,13 @@ class Rim:
         return next((m for m in self.measurements if m.index == index), None)
 
 
+def _etree() -> Any:
+    """lxml's etree, imported lazily (the ``gpu`` extra) and untyped."""
+    return importlib.import_module("lxml.etree")
+
+
 def _parser() -> Any:
-    from lxml import etree
+    etree = _etree()
 
     # No DTDs, no entities, no network: a RIM is untrusted input until its signature holds.
     return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
@@ -63,9 +69,9 @@ def _parser() -> Any:
 def rim_certificates(data: bytes) -> list[x509.Certificate]:
     """The certificates in the RIM signature's ``KeyInfo`` (leaf first), unverified."""
     try:
-        from lxml import etree
+        etree = _etree()
     except ImportError as exc:
-        raise RimSignatureUnavailable(str(exc)) from None
+        raise RimSignatureUnavailable(f"{exc}: install the GPU extra, sealgate[gpu]") from None
     if len(data) > MAX_RIM_BYTES:
         raise ValueError(f"a RIM is at most {MAX_RIM_BYTES} bytes")
     root = etree.fromstring(data, parser=_parser())
@@ -85,10 +91,10 @@ def verify_rim(data: bytes, signer: x509.Certificate, at: dt.datetime) -> Rim:
     hold; :class:`RimSignatureUnavailable` when ``signxml`` is missing.
     """
     try:
-        from signxml import SignatureConfiguration, SignatureMethod, XMLVerifier
-        from signxml.algorithms import DigestAlgorithm
+        from signxml.algorithms import DigestAlgorithm, SignatureMethod
+        from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
     except ImportError as exc:
-        raise RimSignatureUnavailable(str(exc)) from None
+        raise RimSignatureUnavailable(f"{exc}: install the GPU extra, sealgate[gpu]") from None
     if len(data) > MAX_RIM_BYTES:
         raise ValueError(f"a RIM is at most {MAX_RIM_BYTES} bytes")
     config = SignatureConfiguration(
@@ -97,9 +103,9 @@ def verify_rim(data: bytes, signer: x509.Certificate, at: dt.datetime) -> Rim:
         digest_algorithms=frozenset({DigestAlgorithm.SHA384}),
         verification_time=at,
     )
-    result = XMLVerifier().verify(
-        data, x509_cert=signer, expect_config=config, parser=_parser()
-    )
+    result = XMLVerifier().verify(data, x509_cert=signer, expect_config=config, parser=_parser())
+    if not isinstance(result, VerifyResult):
+        raise ValueError("the RIM carries more than one signature")
     signed = result.signed_xml
     if signed is None or signed.tag != f"{{{_SWID}}}SoftwareIdentity":
         raise ValueError("the signature does not cover a SWID SoftwareIdentity")
