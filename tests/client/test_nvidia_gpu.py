@@ -318,3 +318,38 @@ def test_parser_refuses_garbage_as_typed_error(data: bytes) -> None:
     record = Verification("fuzz", "nvidia-gpu")
     with pytest.raises(EvidenceFormatError):
         verify_gpu(GpuEvidence(data, b""), [], GpuPolicy(), record, AT_2024, expected_nonce=None)
+
+
+def test_without_the_gpu_extra_the_rim_step_names_it(gpu: Path) -> None:
+    """signxml absent: imports still work, and the refusal says which extra to install."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "signxml" or name.startswith("signxml."):
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+import datetime as dt
+from sealgate.client.errors import ReferenceValueError
+from sealgate.client.policy import GpuPolicy
+from sealgate.client.verification import Verification
+from sealgate.client.verify.nvidia import GpuEvidence, verify_gpu
+root = {str(gpu)!r}
+report = bytes.fromhex(open(root + "/{E2023[0]}").read().strip())
+chain = open(root + "/{E2023[1]}", "rb").read()
+rims = [open(root + "/" + r, "rb").read() for r in {RIMS_2023!r}]
+try:
+    verify_gpu(GpuEvidence(report, chain), rims, GpuPolicy(), Verification("x"), {AT_2024},
+               expected_nonce=None)
+except ReferenceValueError as exc:
+    print(exc.step, "|", exc)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("gpu driver rim signature |")
+    assert "sealgate[gpu]" in done.stdout
