@@ -3,7 +3,7 @@
 Two bindings, both checked by the client:
 
 1. **Nonce.** The enclave asks each GPU for SPDM evidence over
-   ``gpu_nonce = SHA-256(lp("sealgate gpu nonce v1") || report_data_v1)``, where
+   ``gpu_nonce = SHA-256(lp32("sealgate gpu nonce v1") || lp32(report_data_v1))``, where
    ``report_data_v1`` is the CPU binding of the document's keys, nonce and TLS key hash
    (:func:`~sealgate.protocol.binding.report_data` without GPU evidence). A GPU report from
    another boot, VM or client nonce carries another nonce.
@@ -11,6 +11,10 @@ Two bindings, both checked by the client:
    nonce, its source and every GPU's report and certificate chain), so the measured enclave
    code vouches for which GPUs it collected: the host cannot swap in evidence from another
    GPU, even one that signed the same public nonce.
+
+``lp32(x)`` is ``uint32-be(len(x)) || x`` (reports and chains outgrow 16-bit lengths). The
+digest is ``SHA-256(lp32("sealgate gpu evidence v1") || lp32(nonce) || lp32(nonce_source)
+|| uint32-be(count) || lp32(report_i) || lp32(chain_i) ...)``.
 
 RIMs and OCSP responses are stapled collateral (signed by NVIDIA, checked on their own) and
 are not in the digest. ``nonce_source`` is ``derived`` (rule 1) or ``pinned``: a nonce the
@@ -40,6 +44,7 @@ MAX_RIMS = 32
 
 
 def _lp(field: bytes) -> bytes:
+    """lp32: a 32-bit big-endian length, then the bytes."""
     return struct.pack(">I", len(field)) + field
 
 

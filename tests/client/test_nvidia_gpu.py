@@ -353,3 +353,15 @@ except ReferenceValueError as exc:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("gpu driver rim signature |")
     assert "sealgate[gpu]" in done.stdout
+
+
+def test_an_index_active_in_both_rims_is_refused(gpu: Path) -> None:
+    from sealgate.client.verify.nvidia import gpu as gpu_module
+
+    rim, _ = gpu_module._verified_rim((gpu / RIMS_2023[1]).read_bytes())
+    report = GpuReport.from_bytes(_report(gpu / E2023[0]))
+    record = Verification("rims", "nvidia-gpu")
+    with pytest.raises(ReferenceValueError) as info:
+        gpu_module._match(record, "gpu", report, [("driver", rim), ("vbios", rim)])
+    assert info.value.step == "gpu measurements"
+    assert "active in both" in str(info.value)

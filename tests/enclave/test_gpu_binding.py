@@ -261,3 +261,15 @@ def test_enclave_process_with_gpu_files_and_sealgate_verify_rows(gpu_files, tmp_
         proc.terminate()
         proc.wait(timeout=10)
         reader.join(10)
+
+
+def test_the_same_gpu_twice_is_not_two_gpus(serve, gpu_files, software_root, demo_measurement):
+    source = FileGpuSource.from_files(
+        [gpu_files["report"]] * 2, [gpu_files["chain"]] * 2, _rims(gpu_files)
+    )
+    server = serve(source)
+    nonce = os.urandom(32)
+    policy = _policy(software_root, demo_measurement, count=2, allow_pinned_nonce=True)
+    with pytest.raises(PlatformPolicyError) as info:
+        verify_document(_fetch(server, nonce), policy, nonce=nonce, now=AT_2024)
+    assert info.value.step == "gpus distinct"

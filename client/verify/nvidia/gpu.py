@@ -511,6 +511,11 @@ def _check_ocsp(
     policy: GpuPolicy,
     when: dt.datetime,
 ) -> None:
+    """Stapled OCSP responses: each must be good; with ``require_ocsp``, one per NVIDIA cert.
+
+    The leaf is made by the GPU at boot and has no OCSP entry; every certificate above it,
+    up to (not including) the root, is NVIDIA-issued and must be covered when demanded.
+    """
     name = f"{label} ocsp"
     if not evidence.ocsp:
         record.check(
@@ -522,36 +527,66 @@ def _check_ocsp(
         )
         return
     with record.guard(name, "a stapled OCSP response is unusable", error=CertificateChainError):
-        statuses = [_ocsp_status(data, certs, when) for data in evidence.ocsp]
+        statuses = dict(_ocsp_status(data, certs, when) for data in evidence.ocsp)
+    bad = {serial: status for serial, status in statuses.items() if status != "good"}
     record.check(
         name,
-        all(status == "good" for status in statuses),
+        not bad,
         f"{len(statuses)} stapled OCSP response(s), all good",
         expected="good",
-        actual=", ".join(statuses),
-        failure="a GPU certificate is not in good standing: " + ", ".join(statuses),
+        actual=", ".join(f"{serial:x}: {status}" for serial, status in statuses.items()),
+        failure="a GPU certificate is not in good standing: "
+        + ", ".join(f"serial {serial:x}: {status}" for serial, status in bad.items()),
         error=CertificateChainError,
     )
+    if policy.require_ocsp:
+        missing = [c for c in certs[1:-1] if c.serial_number not in statuses]
+        record.check(
+            f"{name} coverage",
+            not missing,
+            f"every NVIDIA-issued certificate of the chain ({len(certs) - 2}) has a good status",
+            failure="no stapled OCSP response for "
+            + ", ".join(c.subject.rfc4514_string() for c in missing),
+            error=CertificateChainError,
+        )
 
 
-def _ocsp_status(data: bytes, certs: Sequence[x509.Certificate], when: dt.datetime) -> str:
-    """Status of one stapled response, signed by the issuer or a responder it certified."""
+def _ocsp_status(
+    data: bytes, certs: Sequence[x509.Certificate], when: dt.datetime
+) -> tuple[int, str]:
+    """``(serial, status)`` of one stapled response (RFC 6960), checked against ``certs``.
+
+    Signed by the issuer, or by a responder the issuer certified for OCSP signing
+    (§4.2.2.2); for a certificate of this chain (serial and issuer key hash); current.
+    """
     response = ocsp.load_der_ocsp_response(data)
     if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
-        return f"responder status {response.response_status.name}"
-    subject_index = next(
-        (i for i, c in enumerate(certs[:-1]) if c.serial_number == response.serial_number), None
+        return -1, f"responder status {response.response_status.name}"
+    serial = response.serial_number
+    index = next((i for i, c in enumerate(certs[:-1]) if c.serial_number == serial), None)
+    if index is None:
+        return serial, "response for a certificate not in the chain"
+    issuer = certs[index + 1]
+    issuer_key = issuer.public_key()
+    if not isinstance(issuer_key, ec.EllipticCurvePublicKey):
+        return serial, "unsupported issuer key"
+    # issuerKeyHash is over the subjectPublicKey BIT STRING contents: the EC point (§4.1.1).
+    key_hash = hashes.Hash(response.hash_algorithm)
+    key_hash.update(
+        issuer_key.public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
     )
-    if subject_index is None:
-        return "response for a certificate not in the chain"
-    issuer = certs[subject_index + 1]
+    if key_hash.finalize() != response.issuer_key_hash:
+        return serial, "response names another issuer"
     signer = issuer
     for responder in response.certificates:
-        if _signed_by(responder, issuer):
+        if _signed_by(responder, issuer) and _ocsp_signing(responder):
             signer = responder
+            break
     key = signer.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or response.signature_hash_algorithm is None:
-        return "unsupported responder key"
+        return serial, "unsupported responder key"
     try:
         key.verify(
             response.signature,
@@ -559,9 +594,16 @@ def _ocsp_status(data: bytes, certs: Sequence[x509.Certificate], when: dt.dateti
             ec.ECDSA(response.signature_hash_algorithm),
         )
     except InvalidSignature:
-        return "bad responder signature"
-    this_update = response.this_update_utc
+        return serial, "bad responder signature"
     next_update = response.next_update_utc
-    if this_update > when or (next_update is not None and next_update < when):
-        return "response outside its validity"
-    return response.certificate_status.name.lower()
+    if response.this_update_utc > when or (next_update is not None and next_update < when):
+        return serial, "response outside its validity"
+    return serial, response.certificate_status.name.lower()
+
+
+def _ocsp_signing(cert: x509.Certificate) -> bool:
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return x509.oid.ExtendedKeyUsageOID.OCSP_SIGNING in usage
