@@ -37,6 +37,7 @@ def _median(fn, number: int) -> float:
 
 def _clear(roots: bool) -> None:
     gpu_module._device_path.cache_clear()
+    gpu_module._rim_path.cache_clear()
     gpu_module._verified_rim.cache_clear()
     if roots:
         gpu_module._root.cache_clear()

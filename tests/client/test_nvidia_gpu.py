@@ -179,16 +179,31 @@ def test_blackwell_parses_and_signature_verifies(gpu: Path) -> None:
     assert info.value.step == "gpu driver rim" and "575.32" in str(info.value)
 
 
+#: Inside the 570.124.03 RIM leaf's single day of validity.
+AT_2025_01_01 = dt.datetime(2025, 1, 1, 12, tzinfo=dt.UTC).timestamp()
+
+
 @pytest.mark.parametrize(
-    ("rim", "at", "fragment"),
+    ("rim", "at", "step", "fragment"),
     [
-        ("incorrect_signature_driver_rim.xml", AT_2026, "InvalidSignature"),
-        ("incorrect_cert_chain_driver_rim.xml", AT_2026, "not signed by"),
-        ("sample_rims_NV_GPU_DRIVER_GH100_535.86.09_measurement_mismatch.xml", AT_2026, "Digest"),
-        ("sample_rims_NV_GPU_DRIVER_GH100_570.124.03_expired.xml", AT_2026, "Digest"),
+        ("incorrect_signature_driver_rim.xml", AT_2026, "signature", "InvalidSignature"),
+        ("incorrect_cert_chain_driver_rim.xml", AT_2026, "chain", "not signed by"),
+        (
+            "sample_rims_NV_GPU_DRIVER_GH100_535.86.09_measurement_mismatch.xml",
+            AT_2026,
+            "signature",
+            "InvalidDigest",  # the tampered golden value breaks the reference digest
+        ),
+        ("sample_rims_NV_GPU_DRIVER_GH100_570.124.03_expired.xml", AT_2026, "validity", "expired"),
+        (
+            "sample_rims_NV_GPU_DRIVER_GH100_570.124.03_expired.xml",
+            AT_2025_01_01,
+            "signature",
+            "InvalidDigest",
+        ),
     ],
 )
-def test_negative_rims_refused_at_signature(gpu: Path, rim: str, at: float, fragment: str) -> None:
+def test_negative_rims_refused(gpu: Path, rim: str, at: float, step: str, fragment: str) -> None:
     data = (gpu / "attestation-sdk" / rim).read_bytes()
     version = data.split(b'colloquialVersion="', 1)[1].split(b'"', 1)[0].decode()
     from sealgate.client.verify.nvidia import gpu as gpu_module
@@ -198,7 +213,7 @@ def test_negative_rims_refused_at_signature(gpu: Path, rim: str, at: float, frag
     kind = "vbios" if version.count(".") == 4 else "driver"
     with pytest.raises(ReferenceValueError) as info:
         gpu_module._select_rim(record, "gpu", kind, version, [data], when, True)
-    assert info.value.step == f"gpu {kind} rim signature"
+    assert info.value.step == f"gpu {kind} rim {step}"
     assert fragment in str(info.value)
 
 

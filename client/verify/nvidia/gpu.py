@@ -170,9 +170,16 @@ def _device_path(chain_pem: bytes) -> tuple[_Path, tuple[x509.Certificate, ...]]
 
 
 @lru_cache(maxsize=64)
+def _rim_path(data: bytes) -> _Path:
+    """The RIM's signing chain (from its KeyInfo), checked up to the pinned RIM root."""
+    return _check_path(rim_certificates(data), rim_root())
+
+
+@lru_cache(maxsize=64)
 def _verified_rim(data: bytes) -> tuple[Rim, _Path]:
-    """A RIM whose chain leads to the RIM root and whose signature verifies (time aside)."""
-    path = _check_path(rim_certificates(data), rim_root())
+    """A RIM whose chain leads to the RIM root and whose signature verifies (time aside:
+    the caller checks the chain's validity window at its own verification time)."""
+    path = _rim_path(data)
     return verify_rim(data, path.leaf, path.leaf.not_valid_before_utc), path
 
 
@@ -422,24 +429,23 @@ def _select_rim(
         )
     data = candidates[0]
     try:
-        rim, path = _verified_rim(data)
+        path = _rim_path(data)
     except RimSignatureUnavailable:
         raise record.fail(
-            f"{name} signature",
-            f"XML-DSig verification is not installed: {_EXTRA_HINT}",
+            f"{name} chain",
+            f"XML parsing of RIMs is not installed: {_EXTRA_HINT}",
             error=ReferenceValueError,
         ) from None
     except Exception as exc:  # noqa: BLE001 - every failure of an untrusted RIM is a refusal
         raise record.fail(
-            f"{name} signature",
-            f"the {kind} RIM {version} is not validly signed under NVIDIA's RIM root "
+            f"{name} chain",
+            f"the {kind} RIM {version}'s signing chain does not lead to NVIDIA's RIM root "
             f"({type(exc).__name__}: {str(exc)[:160] or 'no detail'})",
             error=ReferenceValueError,
         ) from None
     record.passed(
-        f"{name} signature",
-        f"XML-DSig (ECDSA P-384/SHA-384) by {path.names[0]}, chained to the pinned NVIDIA "
-        "CoRIM signing Root CA",
+        f"{name} chain",
+        f"{path.names[0]}, chained to the pinned NVIDIA CoRIM signing Root CA",
     )
     stamp = f"{when:%Y-%m-%dT%H:%M:%SZ}"
     record.check(
@@ -451,6 +457,22 @@ def _select_rim(
         failure=f"the RIM's signing chain is not valid at {stamp} (expired or not yet valid)",
         error=ReferenceValueError,
     )
+    try:
+        rim, _ = _verified_rim(data)
+    except RimSignatureUnavailable:
+        raise record.fail(
+            f"{name} signature",
+            f"XML-DSig verification is not installed: {_EXTRA_HINT}",
+            error=ReferenceValueError,
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - every failure of an untrusted RIM is a refusal
+        raise record.fail(
+            f"{name} signature",
+            f"the {kind} RIM {version} is not validly signed by its leaf "
+            f"({type(exc).__name__}: {str(exc)[:160] or 'no detail'})",
+            error=ReferenceValueError,
+        ) from None
+    record.passed(f"{name} signature", "XML-DSig (ECDSA P-384/SHA-384) by the RIM's leaf verifies")
     record.check(
         name,
         rim.version.lower() == version.lower(),
