@@ -273,3 +273,13 @@ def test_the_same_gpu_twice_is_not_two_gpus(serve, gpu_files, software_root, dem
     with pytest.raises(PlatformPolicyError) as info:
         verify_document(_fetch(server, nonce), policy, nonce=nonce, now=AT_2024)
     assert info.value.step == "gpus distinct"
+
+
+def test_nvml_source_is_gracefully_absent_without_gpus():
+    """No GPU here: building the NVML source is a clear AttesterError, importing it is fine."""
+    from sealgate.enclave.attesters import AttesterError
+    from sealgate.enclave.attesters.gpu import NvmlGpuSource
+
+    with pytest.raises(AttesterError) as info:
+        NvmlGpuSource()
+    assert "nvidia-ml-py" in str(info.value) or "NVML" in str(info.value)
