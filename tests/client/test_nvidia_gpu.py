@@ -319,6 +319,7 @@ def test_every_bit_flip_of_the_signed_region_refused(gpu: Path) -> None:
                 AT_2024,
                 expected_nonce=None,
             )
+        assert type(info.value) is not VerificationError  # typed: a specific subclass
         refused[info.value.step] = refused.get(info.value.step, 0) + 1
     assert sum(refused.values()) == signed * 8
     # Each flip is refused by the parser or, at the latest, by the signature check.
@@ -380,3 +381,25 @@ def test_an_index_active_in_both_rims_is_refused(gpu: Path) -> None:
         gpu_module._match(record, "gpu", report, [("driver", rim), ("vbios", rim)])
     assert info.value.step == "gpu measurements"
     assert "active in both" in str(info.value)
+
+
+def test_attestation_sdk_json_evidence_590(gpu: Path) -> None:
+    """NVIDIA's JSON evidence form: base64 report and chain; signature, nonce and FWID hold."""
+    import base64
+
+    (item,) = json.loads((gpu / "attestation-sdk/evidence_hopper_590_12.json").read_text())
+    report = base64.b64decode(item["evidence"])
+    record = Verification("gpu test", "nvidia-gpu")
+    with pytest.raises(ReferenceValueError) as info:
+        verify_gpu(
+            GpuEvidence(report, base64.b64decode(item["certificate"])),
+            [],
+            GpuPolicy(),
+            record,
+            AT_2026,
+            expected_nonce=bytes.fromhex(item["nonce"]),
+        )
+    assert info.value.step == "gpu driver rim" and "590.12" in str(info.value)
+    assert {"gpu report signature", "gpu nonce", "gpu fwid", "gpu architecture"} <= {
+        s.name for s in record.steps if s.ok
+    }
