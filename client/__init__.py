@@ -20,7 +20,7 @@ from .errors import (
     VerificationError,
 )
 from .fleet import Fleet, VerifiedEnclave
-from .policy import ExpectedMeasurement, Policy, SnpPolicy, TdxPolicy
+from .policy import ExpectedMeasurement, GpuPolicy, Policy, SnpPolicy, TdxPolicy
 from .session import SecureClient
 from .transport import ENCLAVE_HEADER, AsyncSealgateTransport, SealgateTransport
 from .verification import Step, Verification
@@ -35,6 +35,7 @@ __all__ = [
     "FleetUnavailable",
     "ForwardingFailed",
     "GatewayError",
+    "GpuPolicy",
     "NoVerifiedEnclave",
     "PlatformEvidence",
     "Policy",

@@ -403,3 +403,21 @@ def test_attestation_sdk_json_evidence_590(gpu: Path) -> None:
     assert {"gpu report signature", "gpu nonce", "gpu fwid", "gpu architecture"} <= {
         s.name for s in record.steps if s.ok
     }
+
+
+def test_shipped_roots_are_nvidias_and_pinned(vectors: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from sealgate.client.verify.nvidia import DEVICE_ROOT_FINGERPRINT, RIM_ROOT_FINGERPRINT
+    from sealgate.client.verify.nvidia.gpu import device_root, rim_root
+
+    for folder in ("nvidia-gpu", "nvidia-hopper-sample"):
+        device = x509.load_pem_x509_certificate(
+            (vectors / folder / "verifier_device_root.pem").read_bytes()
+        )
+        rim = x509.load_pem_x509_certificate(
+            (vectors / folder / "verifier_RIM_root.pem").read_bytes()
+        )
+        assert device == device_root() and rim == rim_root()
+    assert device_root().fingerprint(hashes.SHA256()).hex() == DEVICE_ROOT_FINGERPRINT
+    assert rim_root().fingerprint(hashes.SHA256()).hex() == RIM_ROOT_FINGERPRINT
