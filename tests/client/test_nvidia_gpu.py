@@ -206,13 +206,14 @@ AT_2025_01_01 = dt.datetime(2025, 1, 1, 12, tzinfo=dt.UTC).timestamp()
 def test_negative_rims_refused(gpu: Path, rim: str, at: float, step: str, fragment: str) -> None:
     data = (gpu / "attestation-sdk" / rim).read_bytes()
     version = data.split(b'colloquialVersion="', 1)[1].split(b'"', 1)[0].decode()
+    product = data.split(b' product="', 1)[1].split(b'"', 1)[0].decode()
     from sealgate.client.verify.nvidia import gpu as gpu_module
 
     record = Verification("rim", "nvidia-gpu")
     when = dt.datetime.fromtimestamp(at, dt.UTC)
     kind = "vbios" if version.count(".") == 4 else "driver"
     with pytest.raises(ReferenceValueError) as info:
-        gpu_module._select_rim(record, "gpu", kind, version, [data], when, True)
+        gpu_module._select_rim(record, "gpu", kind, version, product, [data], when, True)
     assert info.value.step == f"gpu {kind} rim {step}"
     assert fragment in str(info.value)
 
@@ -223,7 +224,7 @@ def test_validly_signed_driver_rim_550_144(gpu: Path) -> None:
     data = (gpu / "attestation-sdk" / "NV_GPU_DRIVER_GH100_550.144.03.xml").read_bytes()
     record = Verification("rim", "nvidia-gpu")
     when = dt.datetime.fromtimestamp(AT_2026, dt.UTC)
-    rim = gpu_module._select_rim(record, "gpu", "driver", "550.144.03", [data], when, True)
+    rim = gpu_module._select_rim(record, "gpu", "driver", "550.144.03", "GH100", [data], when, True)
     assert rim is not None and record.ok
 
 

@@ -213,22 +213,27 @@ def _fwids(cert: x509.Certificate) -> set[bytes]:
     return found
 
 
-def _architecture(names: Sequence[str]) -> str:
+def _chip(names: Sequence[str]) -> str:
+    """The GPU chip the device chain names (``GH100``, ``GB100``...), or ``UNKNOWN``."""
     for name in names:
-        for chip, arch in _ARCHITECTURES.items():
+        for chip in _ARCHITECTURES:
             if chip in name:
-                return arch
+                return chip
     return "UNKNOWN"
 
 
-def _peek_version(data: bytes) -> str:
-    """The RIM's colloquialVersion before its signature is checked (only to choose a RIM)."""
-    marker = b'colloquialVersion="'
+def _peek(data: bytes, attribute: str) -> str:
+    """A RIM Meta attribute before its signature is checked (only to choose a RIM)."""
+    marker = f' {attribute}="'.encode()
     start = data.find(marker)
     if start < 0:
         return ""
     end = data.find(b'"', start + len(marker))
     return data[start + len(marker) : end].decode("ascii", "replace")
+
+
+def _peek_version(data: bytes) -> str:
+    return _peek(data, "colloquialVersion")
 
 
 def verify_gpu(
@@ -278,7 +283,8 @@ def verify_gpu(
         failure=f"a certificate of the GPU chain is not valid at {stamp}",
         error=CertificateChainError,
     )
-    architecture = _architecture(path.names)
+    chip = _chip(path.names)
+    architecture = _ARCHITECTURES.get(chip, "UNKNOWN")
     record.check(
         f"{label} architecture",
         architecture in policy.architectures,
@@ -317,7 +323,7 @@ def verify_gpu(
         record.check(
             f"{label} nonce",
             report.request_nonce == expected_nonce,
-            "the GPU signed the nonce this document's binding derives",
+            "the GPU signed the expected nonce",
             expected=expected_nonce.hex(),
             actual=report.request_nonce.hex(),
             failure="the GPU report was made for another nonce (another boot, VM or request)",
@@ -370,7 +376,7 @@ def verify_gpu(
         ("driver", driver, policy.require_driver_rim),
         ("vbios", vbios, True),
     ):
-        rim = _select_rim(record, label, kind, version, rims, when, required)
+        rim = _select_rim(record, label, kind, version, chip, rims, when, required)
         if rim is not None:
             chosen.append((kind, rim))
     matched = _match(record, label, report, chosen)
@@ -415,22 +421,28 @@ def _select_rim(
     label: str,
     kind: str,
     version: str,
+    chip: str,
     rims: Sequence[bytes],
     when: dt.datetime,
     required: bool,
 ) -> Rim | None:
-    """The RIM for ``version``: chain to the pinned RIM root, signature, validity at ``when``."""
+    """The RIM for ``chip`` at ``version``: chain to the pinned RIM root, validity, signature."""
     name = f"{label} {kind} rim"
-    candidates = [data for data in rims if _peek_version(data).lower() == version.lower()]
+    candidates = [
+        data
+        for data in rims
+        if _peek_version(data).lower() == version.lower() and _peek(data, "product") == chip
+    ]
     if not candidates:
         if not required:
             record.passed(name, f"no RIM for {kind} {version}; not required by the policy")
             return None
         raise record.fail(
             name,
-            f"no reference integrity manifest for {kind} {version} was supplied",
-            expected=f"a RIM with colloquialVersion {version}",
-            actual=", ".join(_peek_version(d) or "?" for d in rims) or "(no RIMs)",
+            f"no reference integrity manifest for {chip} {kind} {version} was supplied",
+            expected=f"a {chip} RIM with colloquialVersion {version}",
+            actual=", ".join(f"{_peek(d, 'product')} {_peek_version(d)}" for d in rims)
+            or "(no RIMs)",
             error=ReferenceValueError,
         )
     data = candidates[0]
@@ -481,11 +493,11 @@ def _select_rim(
     record.passed(f"{name} signature", "XML-DSig (ECDSA P-384/SHA-384) by the RIM's leaf verifies")
     record.check(
         name,
-        rim.version.lower() == version.lower(),
+        rim.version.lower() == version.lower() and rim.product == chip,
         f"{kind} RIM {rim.version} ({rim.product}, tag {rim.tag_id[:16]}…)",
-        expected=version,
-        actual=rim.version,
-        failure="the signed RIM names another version than the one it was chosen for",
+        expected=f"{chip} {version}",
+        actual=f"{rim.product} {rim.version}",
+        failure="the signed RIM names another chip or version than the one it was chosen for",
         error=ReferenceValueError,
     )
     return rim
