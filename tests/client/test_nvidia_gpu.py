@@ -83,6 +83,9 @@ def test_hopper_2023_end_to_end_all_33_measurements(gpu: Path) -> None:
     assert "all 33 active golden measurements match" in steps["gpu measurements"].detail
     assert "545.00" in steps["gpu driver rim"].detail
     assert "96.00.5E.00.01" in steps["gpu vbios rim"].detail
+    # The VBIOS RIM's file name in nvtrust is this id (1010_0200_882_96005E0001_*.swidtag).
+    assert "NV_GPU_VBIOS_1010_0200_882_96005E0001" in steps["gpu opaque data"].detail
+    assert "NV_GPU_DRIVER_GH100_545.00" in steps["gpu opaque data"].detail
 
 
 def test_vbios_only_positive_535(gpu: Path) -> None:

@@ -363,9 +363,15 @@ def verify_gpu(
             "the report does not name its driver and VBIOS versions",
             error=EvidenceFormatError,
         )
+    # The ids NVIDIA's RIM service files these RIMs under (what an auditor fetches).
+    rim_ids = (
+        f"NV_GPU_DRIVER_{chip}_{driver}",
+        f"NV_GPU_VBIOS_{project}_{sku}_{chip_sku}_{vbios.replace('.', '')}",
+    )
     record.passed(
         f"{label} opaque data",
-        f"driver {driver}, VBIOS {vbios}, project {project}, SKU {sku}, chip SKU {chip_sku}",
+        f"driver {driver}, VBIOS {vbios}, project {project}, SKU {sku}, chip SKU {chip_sku} "
+        f"(RIMs {rim_ids[0]}, {rim_ids[1]})",
     )
     _check_minimum(record, f"{label} driver version", driver, policy.min_driver_version, 10)
     _check_minimum(record, f"{label} vbios version", vbios, policy.min_vbios_version, 16)
@@ -391,7 +397,13 @@ def verify_gpu(
         leaf_fingerprint=path.leaf.fingerprint(hashes.SHA256()).hex(),
         rims=tuple(f"{kind} {rim.version}" for kind, rim in chosen),
         matched=matched,
-        details={"project": project, "sku": sku, "chip_sku": chip_sku},
+        details={
+            "project": project,
+            "sku": sku,
+            "chip_sku": chip_sku,
+            "driver_rim_id": rim_ids[0],
+            "vbios_rim_id": rim_ids[1],
+        },
     )
 
 
