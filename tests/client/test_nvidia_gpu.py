@@ -425,3 +425,16 @@ def test_shipped_roots_are_nvidias_and_pinned(vectors: Path) -> None:
         assert device == device_root() and rim == rim_root()
     assert device_root().fingerprint(hashes.SHA256()).hex() == DEVICE_ROOT_FINGERPRINT
     assert rim_root().fingerprint(hashes.SHA256()).hex() == RIM_ROOT_FINGERPRINT
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=400), st.sampled_from([b"", b"<a>", b"<?xml version='1.0'?>"]))
+def test_hostile_rims_are_typed_refusals(junk: bytes, prefix: bytes) -> None:
+    from sealgate.client.verify.nvidia import gpu as gpu_module
+
+    data = prefix + b' product="GH100" colloquialVersion="545.00" ' + junk
+    record = Verification("rim", "nvidia-gpu")
+    when = dt.datetime.fromtimestamp(AT_2024, dt.UTC)
+    with pytest.raises(ReferenceValueError) as info:
+        gpu_module._select_rim(record, "gpu", "driver", "545.00", "GH100", [data], when, True)
+    assert info.value.step == "gpu driver rim chain"
