@@ -283,3 +283,24 @@ def test_nvml_source_is_gracefully_absent_without_gpus():
     with pytest.raises(AttesterError) as info:
         NvmlGpuSource()
     assert "nvidia-ml-py" in str(info.value) or "NVML" in str(info.value)
+
+
+def test_a_gpu_that_refuses_attestation_is_a_problem_answer_not_a_crash(serve):
+    from sealgate.enclave.attesters import AttesterError
+
+    class Refusing:
+        def collect(self, nonce: bytes) -> GpuAttestation:
+            raise AttesterError("NVML refused GPU attestation: Timeout")
+
+        def describe(self) -> dict[str, str]:
+            return {"gpu": "refusing"}
+
+    server = serve(Refusing())
+    response = httpx.get(
+        server.url + "/.well-known/sealgate-attestation",
+        params={"nonce": os.urandom(32).hex()},
+        timeout=30,
+    )
+    assert 500 < response.status_code < 600 and response.status_code != 500
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "GPU attestation" in response.json()["detail"]
