@@ -180,6 +180,15 @@ def main() -> None:
                 f"{r['warm_ms'] / r['cached_ms']:.0f}x",
             )
         )
+    gpu = _run("gpu_bench.py")
+    rows.append(
+        (
+            f"nvidia-gpu verification (33 measurements): warm vs cached (cold {gpu['cold_ms']:.1f} ms)",
+            f"{gpu['warm_ms']:.2f} ms",
+            f"{gpu['cached_ms']:.2f} ms",
+            f"{gpu['warm_ms'] / gpu['cached_ms']:.0f}x",
+        )
+    )
 
     affinity = {
         (r["affinity"], r["enclave_leaves_after_round"]): r

@@ -21,7 +21,7 @@ from .errors import (
 )
 from .fleet import Fleet, VerifiedEnclave
 from .models import UnknownModel
-from .policy import ExpectedMeasurement, Policy, SnpPolicy, TdxPolicy
+from .policy import ExpectedMeasurement, GpuPolicy, Policy, SnpPolicy, TdxPolicy
 from .session import SecureClient
 from .transport import ENCLAVE_HEADER, AsyncSealgateTransport, SealgateTransport
 from .verification import Step, Verification
@@ -36,6 +36,7 @@ __all__ = [
     "FleetUnavailable",
     "ForwardingFailed",
     "GatewayError",
+    "GpuPolicy",
     "NoVerifiedEnclave",
     "PlatformEvidence",
     "Policy",

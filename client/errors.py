@@ -27,6 +27,7 @@ __all__ = [
     "BindingError",
     "MeasurementMismatch",
     "StaleEvidence",
+    "ReferenceValueError",
     "NoVerifiedEnclave",
     "FleetUnavailable",
     "GatewayError",
@@ -89,6 +90,10 @@ class MeasurementMismatch(VerificationError):
 
 class StaleEvidence(VerificationError):
     """The evidence is too old, or not bound to this client's fresh nonce."""
+
+
+class ReferenceValueError(VerificationError):
+    """No usable reference values: a GPU RIM is missing, malformed, or not NVIDIA-signed."""
 
 
 class NoVerifiedEnclave(SealgateError):

@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "Policy",
     "ExpectedMeasurement",
+    "GpuPolicy",
     "SnpPolicy",
     "TdxPolicy",
     "HARDWARE_PLATFORMS",
@@ -79,6 +80,30 @@ class TdxPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class GpuPolicy:
+    """NVIDIA GPU requirements (see :mod:`sealgate.client.verify.nvidia`).
+
+    ``count`` is the number of GPUs a document must prove (None: whatever it claims,
+    0: none). A document that claims GPUs is refused unless every one verifies and is
+    bound to the CPU report, whatever this policy says.
+    """
+
+    count: int | None = None
+    architectures: frozenset[str] = frozenset({"HOPPER", "BLACKWELL"})
+    #: e.g. ``"550.90.07"``; compared numerically part by part.
+    min_driver_version: str | None = None
+    #: e.g. ``"96.00.5E.00.01"`` (hexadecimal parts, as NVIDIA prints them).
+    min_vbios_version: str | None = None
+    #: Both RIMs must be present; False accepts a VBIOS-only appraisal (the driver unappraised).
+    require_driver_rim: bool = True
+    #: Demand stapled OCSP responses (good status) for the GPU's certificates.
+    require_ocsp: bool = False
+    #: Development only: accept GPU evidence over a nonce the enclave was configured with
+    #: (captured evidence) instead of one derived from this document's binding.
+    allow_pinned_nonce: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """What a client accepts. Build one with the class methods; every field has a safe default."""
 
@@ -94,6 +119,7 @@ class Policy:
     allow_any_measurement: bool = False
     snp: SnpPolicy = field(default_factory=SnpPolicy)
     tdx: TdxPolicy = field(default_factory=TdxPolicy)
+    gpu: GpuPolicy = field(default_factory=GpuPolicy)
 
     @classmethod
     def software(

@@ -30,6 +30,7 @@ from starlette.routing import Mount, Route
 
 from .attestation import AttestationService, RateLimited
 from .attesters import Attester, AttesterError
+from .attesters.gpu import GpuSource
 from .config import EnclaveConfig
 from .engines import Engine
 from .keyring import KeyRing
@@ -79,6 +80,7 @@ def create_app(
     config: EnclaveConfig | None = None,
     keyring: KeyRing | None = None,
     tls_key_hash: bytes | None = None,
+    gpu_source: GpuSource | None = None,
 ) -> Enclave:
     """Assemble an enclave; nothing is read from globals or the environment."""
     config = config or EnclaveConfig()
@@ -96,6 +98,7 @@ def create_app(
         batch_window=config.attestation_batch_window,
         batch_size=config.attestation_batch_size,
         batch_queue=config.attestation_batch_queue,
+        gpu_source=gpu_source,
     )
     proxy = SealedProxy(config, keyring, engine, metrics)
     native = NativeGateway(proxy)

@@ -19,12 +19,15 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from sealgate.protocol.attestation import AttestationDocument, time_nonce
 from sealgate.protocol.binding import report_data
+from sealgate.protocol.gpu import gpu_nonce
 from sealgate.protocol.nonce_batch import MAX_BATCH_SIZE, NONCE_SIZE, NonceBatch
 
 from .attesters import Attester, Evidence
+from .attesters.gpu import GpuSource
 from .attesters.software import sealgate_version
 from .keyring import KeyRing
 
@@ -95,6 +98,7 @@ class AttestationService:
         batch_size: int = 256,
         batch_queue: int = 8,
         clock: Callable[[], float] = time.time,
+        gpu_source: GpuSource | None = None,
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH_SIZE:
             raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}")
@@ -103,6 +107,7 @@ class AttestationService:
         self.attester = attester
         self.keyring = keyring
         self.tls_key_hash = tls_key_hash
+        self.gpu_source = gpu_source
         self.cache_seconds = cache_seconds
         self.batch_window = batch_window
         self.batch_size = batch_size
@@ -129,8 +134,14 @@ class AttestationService:
             self._info["models"] = ",".join(sorted(str(m) for m in models))
 
     def _attest(self, nonce: bytes) -> tuple[bytes, Evidence]:
+        """GPUs first, over a nonce derived from the CPU binding; then the CPU report over both."""
         keys = self.keyring.encoded_configs()
-        return keys, self.attester.attest(report_data(keys, nonce, self.tls_key_hash))
+        if self.gpu_source is None:
+            return keys, self.attester.attest(report_data(keys, nonce, self.tls_key_hash))
+        binding = report_data(keys, nonce, self.tls_key_hash)
+        gpu = self.gpu_source.collect(gpu_nonce(binding))
+        bound = report_data(keys, nonce, self.tls_key_hash, gpu.digest())
+        return keys, replace(self.attester.attest(bound), gpu=gpu)
 
     def _document(
         self, keys: bytes, evidence: Evidence, nonce: bytes, tree: NonceBatch | None, index: int
@@ -144,6 +155,7 @@ class AttestationService:
             collateral=evidence.collateral,
             info=self._info,
             nonce_proof=None if tree is None else tree.proof(index),
+            gpu=evidence.gpu,
         )
 
     def _build(self, nonce: bytes) -> AttestationDocument:

@@ -6,8 +6,12 @@ import logging
 import re
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from .attesters.gpu import GpuSource
 
 __all__ = ["enclave", "parse_duration"]
 
@@ -122,6 +126,37 @@ def _plaintext_path(value: str) -> tuple[str, str]:
     help="TDX: directory of Intel PCS collateral to attach to documents.",
 )
 @click.option(
+    "--gpu",
+    "gpu_mode",
+    type=click.Choice(["none", "nvml", "files"]),
+    default="none",
+    show_default=True,
+    help="NVIDIA GPU evidence: none, NVML (GPUs in CC mode), or captured files (development).",
+)
+@click.option(
+    "--gpu-report",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="--gpu files: a captured SPDM report (one per GPU).",
+)
+@click.option(
+    "--gpu-chain",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="--gpu files: the PEM chain of each --gpu-report, in the same order.",
+)
+@click.option(
+    "--gpu-rim",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="NVIDIA RIMs to staple to documents (driver and VBIOS).",
+)
+@click.option(
+    "--gpu-nonce",
+    metavar="HEX",
+    help="--gpu files: the nonce to bind (default: the first captured report's).",
+)
+@click.option(
     "--tsm-root",
     type=click.Path(path_type=Path),
     hidden=True,
@@ -212,6 +247,11 @@ def enclave(
     software_root_key: Path | None,
     vcek: Path | None,
     tdx_collateral: Path | None,
+    gpu_mode: str,
+    gpu_report: tuple[Path, ...],
+    gpu_chain: tuple[Path, ...],
+    gpu_rim: tuple[Path, ...],
+    gpu_nonce: str | None,
     tsm_root: Path | None,
     engine: str | None,
     upstream: str | None,
@@ -255,6 +295,7 @@ def enclave(
             tdx_collateral=tdx_collateral,
             tsm_root=tsm_root,
         )
+        gpus = _gpu_source(gpu_mode, gpu_report, gpu_chain, gpu_rim, gpu_nonce)
     except AttesterError as exc:
         raise click.ClickException(str(exc)) from exc
     config = EnclaveConfig(
@@ -268,9 +309,13 @@ def enclave(
         rotate_keys_every=rotate_keys_every,
         key_grace=key_grace,
     )
-    built = create_app(backend, chosen, config, tls_key_hash=_tls_key_hash(tls_public_key))
+    built = create_app(
+        backend, chosen, config, tls_key_hash=_tls_key_hash(tls_public_key), gpu_source=gpus
+    )
     sock = _listen(host, port)
     for name, value in backend.describe().items():
+        click.echo(f"{name}: {value}")
+    for name, value in (gpus.describe() if gpus is not None else {}).items():
         click.echo(f"{name}: {value}")
     click.echo(f"key: {built.keyring.current.fingerprint}")
     click.echo(f"engine: {chosen.description}")
@@ -288,3 +333,27 @@ def enclave(
         server.run(sockets=[sock])
     if not server.started:
         raise click.ClickException("the enclave server did not start; see the log above")
+
+
+def _gpu_source(
+    mode: str,
+    reports: tuple[Path, ...],
+    chains: tuple[Path, ...],
+    rims: tuple[Path, ...],
+    nonce: str | None,
+) -> GpuSource | None:
+    """The GPU evidence source ``--gpu`` names (None: the enclave claims no GPU)."""
+    from .attesters import AttesterError
+    from .attesters.gpu import FileGpuSource, NvmlGpuSource
+
+    if mode == "none":
+        if reports or chains or nonce:
+            raise AttesterError("--gpu-report/--gpu-chain/--gpu-nonce need --gpu files")
+        return None
+    if mode == "nvml":
+        return NvmlGpuSource([p.read_bytes() for p in rims])
+    try:
+        pinned = None if nonce is None else bytes.fromhex(nonce)
+    except ValueError:
+        raise AttesterError(f"--gpu-nonce {nonce!r} is not hex") from None
+    return FileGpuSource.from_files(list(reports), list(chains), list(rims), pinned)

@@ -15,6 +15,10 @@ clients' nonces share one report, ``nonce`` is the batch's bound nonce and the
 document is ``sealgate-attestation/v2``, which is v1 plus a ``nonce_proof`` object
 (the client's nonce, leaf index, batch size and audit path). Documents without a
 proof (time nonces, a batch of one) stay v1, byte for byte.
+
+A document may also carry ``gpu`` (:class:`~sealgate.protocol.gpu.GpuAttestation`): the
+evidence of the enclave's NVIDIA GPUs, their chains and RIMs. Its digest is then the last
+field of report_data, so a client that ignores it fails the binding check (fail closed).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 
 from .binding import report_data
 from .errors import InvalidNonceProof, MalformedAttestationDocument
+from .gpu import GpuAttestation
 from .keyconfig import KeyConfig, decode_key_configs
 from .nonce_batch import NonceProof
 
@@ -98,6 +103,8 @@ class AttestationDocument:
     info: Mapping[str, str] = field(default_factory=dict)
     #: Set when ``nonce`` is a batch root: the proof that the client's nonce is in the batch.
     nonce_proof: NonceProof | None = None
+    #: The GPUs' evidence, bound into report_data (None: the enclave claims no GPU).
+    gpu: GpuAttestation | None = None
 
     @property
     def version(self) -> str:
@@ -115,7 +122,12 @@ class AttestationDocument:
         return tuple(k.fingerprint for k in self.keys)
 
     def expected_report_data(self) -> bytes:
-        """What report_data must be if the evidence really binds these fields."""
+        """What report_data must be if the evidence really binds these fields (and GPUs)."""
+        digest = None if self.gpu is None else self.gpu.digest()
+        return report_data(self.key_configs, self.nonce, self.tls_key_hash, digest)
+
+    def cpu_binding(self) -> bytes:
+        """The binding of keys, nonce and TLS key hash alone: what the GPU nonce derives from."""
         return report_data(self.key_configs, self.nonce, self.tls_key_hash)
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,6 +144,8 @@ class AttestationDocument:
         }
         if self.nonce_proof is not None:
             body["nonce_proof"] = self.nonce_proof.to_dict()
+        if self.gpu is not None:
+            body["gpu"] = self.gpu.to_dict()
         return body
 
     def to_json(self) -> bytes:
@@ -173,6 +187,7 @@ class AttestationDocument:
             collateral={str(k): _unb64(v, f"collateral.{k}") for k, v in collateral.items()},
             info={str(k): v for k, v in info.items()},
             nonce_proof=NonceProof.from_dict(body["nonce_proof"]) if batched else None,
+            gpu=GpuAttestation.from_dict(body["gpu"]) if body.get("gpu") is not None else None,
         )
         if (
             document.nonce_proof is not None

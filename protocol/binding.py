@@ -5,7 +5,11 @@
     report_data = SHA-512( lp("sealgate attestation v1")
                         || lp(nonce)                           # may be empty
                         || lp(SHA-256(application/ohttp-keys list))
-                        || lp(SHA-256(TLS public key) or 32 zero bytes) )
+                        || lp(SHA-256(TLS public key) or 32 zero bytes)
+                        [|| lp(GPU evidence digest)] )        # only with GPU evidence
+
+The last field is present only when the document carries GPU evidence
+(:mod:`~sealgate.protocol.gpu`); without it the encoding is unchanged.
 
 The nonce field holds one of three kinds of value, told apart by length and prefix:
 a client's 32-byte nonce, a time nonce ``sealgate-time:<unix seconds>`` (at most 26
@@ -36,13 +40,21 @@ def _lp(field: bytes) -> bytes:
     return struct.pack(">H", len(field)) + field
 
 
-def report_data(key_configs: bytes, nonce: bytes = b"", tls_key_hash: bytes | None = None) -> bytes:
-    """Compute report_data for an encoded key-config list, a nonce and a TLS key hash."""
+def report_data(
+    key_configs: bytes,
+    nonce: bytes = b"",
+    tls_key_hash: bytes | None = None,
+    gpu_digest: bytes | None = None,
+) -> bytes:
+    """Compute report_data for an encoded key-config list, a nonce, a TLS key hash and GPUs."""
     if len(nonce) > MAX_NONCE_SIZE:
         raise ValueError(f"nonce must be at most {MAX_NONCE_SIZE} bytes")
     tls = NO_TLS_KEY if tls_key_hash is None else tls_key_hash
     if len(tls) != 32:
         raise ValueError("TLS key hash must be a 32-byte SHA-256 digest")
-    return hashlib.sha512(
-        _lp(BINDING_LABEL) + _lp(nonce) + _lp(hashlib.sha256(key_configs).digest()) + _lp(tls)
-    ).digest()
+    encoded = _lp(BINDING_LABEL) + _lp(nonce) + _lp(hashlib.sha256(key_configs).digest()) + _lp(tls)
+    if gpu_digest is not None:
+        if len(gpu_digest) != 32:
+            raise ValueError("the GPU evidence digest must be 32 bytes")
+        encoded += _lp(gpu_digest)
+    return hashlib.sha512(encoded).digest()

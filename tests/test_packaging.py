@@ -91,7 +91,9 @@ def _third_party_imports(folder: str) -> dict[str, str]:
     ("folder", "extras"),
     [
         ("protocol", ()),
-        ("client", ("openai",)),  # openai only inside SecureClient.openai() / async_openai()
+        # openai only inside SecureClient.openai() / async_openai(); signxml (gpu) only when
+        # a GPU's RIMs are verified (client/verify/nvidia/rim.py).
+        ("client", ("openai", "gpu")),
         ("enclave", ("enclave",)),
         ("gateway", ("gateway",)),
     ],

@@ -1,7 +1,8 @@
-"""``sealgate verify-evidence``: verify raw SEV-SNP or TDX evidence offline, for auditors."""
+"""``sealgate verify-evidence``: verify raw SEV-SNP, TDX or NVIDIA GPU evidence offline (auditors)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import sys
@@ -11,7 +12,7 @@ import click
 from rich.console import Console
 
 from ..errors import VerificationError
-from ..policy import SnpPolicy, TdxPolicy
+from ..policy import GpuPolicy, SnpPolicy, TdxPolicy
 from ..verification import Verification
 from ..verify.base import PlatformEvidence
 from ..verify.sev_snp import snp_evidence, verify_snp
@@ -30,11 +31,30 @@ def _when(value: str | None) -> float:
 
 
 @click.command("verify-evidence")
-@click.option("--platform", type=click.Choice(["sev-snp", "tdx"]), required=True)
+@click.option("--platform", type=click.Choice(["sev-snp", "tdx", "nvidia-gpu"]), required=True)
 @click.option(
     "--report",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="SEV-SNP: the 1184-byte attestation report.",
+    help="SEV-SNP: the 1184-byte attestation report. nvidia-gpu: SPDM request || response "
+    "(binary, or hex as NVIDIA's tools write it).",
+)
+@click.option(
+    "--chain",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="nvidia-gpu: the GPU's PEM certificate chain, leaf first.",
+)
+@click.option(
+    "--rim",
+    "rims",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="nvidia-gpu: a reference integrity manifest (repeat for driver and VBIOS).",
+)
+@click.option("--nonce", metavar="HEX", help="nvidia-gpu: the nonce the request must carry.")
+@click.option(
+    "--no-driver-rim",
+    is_flag=True,
+    help="nvidia-gpu: appraise the VBIOS only (driver unappraised).",
 )
 @click.option(
     "--vcek",
@@ -60,6 +80,10 @@ def verify_evidence(
     vcek: Path | None,
     quote: Path | None,
     collateral: Path | None,
+    chain: Path | None,
+    rims: tuple[Path, ...],
+    nonce: str | None,
+    no_driver_rim: bool,
     at: str | None,
     allow_debug: bool,
     as_json: bool,
@@ -80,6 +104,18 @@ def verify_evidence(
                 now,
             )
             evidence = snp_evidence(parsed)
+        elif platform == "nvidia-gpu":
+            if report is None or chain is None:
+                raise click.UsageError("--platform nvidia-gpu needs --report and --chain")
+            evidence = _verify_gpu(
+                report,
+                chain,
+                rims,
+                nonce,
+                GpuPolicy(require_driver_rim=not no_driver_rim),
+                record,
+                now,
+            )
         else:
             if quote is None or collateral is None:
                 raise click.UsageError("--platform tdx needs --quote and --collateral")
@@ -108,3 +144,44 @@ def verify_evidence(
         for name, value in sorted(evidence.details.items() if evidence else ()):
             console.print(f"  {name}: [cyan]{value}[/]")
     sys.exit(0 if record.ok else 1)
+
+
+def _verify_gpu(
+    report: Path,
+    chain: Path,
+    rims: tuple[Path, ...],
+    nonce: str | None,
+    policy: GpuPolicy,
+    record: Verification,
+    now: float,
+) -> PlatformEvidence:
+    from ..verify.nvidia import GpuEvidence, verify_gpu
+
+    raw = report.read_bytes()
+    with contextlib.suppress(UnicodeDecodeError, ValueError):  # NVIDIA's tools write hex
+        raw = bytes.fromhex(raw.decode("ascii"))
+    try:
+        expected = None if nonce is None else bytes.fromhex(nonce)
+    except ValueError:
+        raise click.BadParameter(f"--nonce {nonce!r} is not hex") from None
+    verified = verify_gpu(
+        GpuEvidence(raw, chain.read_bytes()),
+        [path.read_bytes() for path in rims],
+        policy,
+        record,
+        now,
+        expected_nonce=expected,
+    )
+    return PlatformEvidence(
+        report_data=b"",
+        registers={},
+        details={
+            "architecture": verified.architecture,
+            "driver_version": verified.driver_version,
+            "vbios_version": verified.vbios_version,
+            "nonce": verified.nonce.hex(),
+            "rims": ", ".join(verified.rims),
+            "matched_measurements": str(verified.matched),
+            **verified.details,
+        },
+    )

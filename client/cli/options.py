@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import click
 
 from ..fleet import gateway_root
-from ..policy import HARDWARE_PLATFORMS, ExpectedMeasurement, Policy
+from ..policy import HARDWARE_PLATFORMS, ExpectedMeasurement, GpuPolicy, Policy
 
 __all__ = ["policy_options", "build_policy", "root_url"]
 
@@ -62,6 +63,18 @@ def policy_options(command: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         help="Maximum age in seconds of evidence without a fresh nonce.",
     )
+    @click.option(
+        "--gpus",
+        type=click.IntRange(0, 16),
+        default=None,
+        help="Number of NVIDIA GPUs each enclave must prove (default: whatever it claims).",
+    )
+    @click.option("--gpu-min-driver", metavar="VERSION", help="Minimum NVIDIA driver version.")
+    @click.option(
+        "--gpu-allow-pinned-nonce",
+        is_flag=True,
+        help="Accept captured GPU evidence over a configured nonce (development only).",
+    )
     @functools.wraps(command)
     def wrapper(
         *args: Any,
@@ -70,11 +83,20 @@ def policy_options(command: Callable[..., Any]) -> Callable[..., Any]:
         allow_any_measurement: bool,
         fresh_nonce: bool,
         max_age: float,
+        gpus: int | None,
+        gpu_min_driver: str | None,
+        gpu_allow_pinned_nonce: bool,
         **kwargs: Any,
     ) -> Any:
-        kwargs["policy"] = build_policy(
+        policy = build_policy(
             software_roots, measurements, allow_any_measurement, fresh_nonce, max_age
         )
+        gpu = GpuPolicy(
+            count=gpus,
+            min_driver_version=gpu_min_driver,
+            allow_pinned_nonce=gpu_allow_pinned_nonce,
+        )
+        kwargs["policy"] = dataclasses.replace(policy, gpu=gpu)
         return command(*args, **kwargs)
 
     return wrapper

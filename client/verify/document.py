@@ -2,7 +2,8 @@
 
 Steps, each recorded in the :class:`Verification`: platform allowed; the platform's
 evidence (signatures, certificate chains — by the platform verifier); report_data
-equals the binding of the document's keys, nonce and TLS key hash; the measurement
+equals the binding of the document's keys, nonce and TLS key hash (and GPU evidence);
+each claimed NVIDIA GPU verifies and signed the derived GPU nonce; the measurement
 matches the policy; freshness (the client's nonce, bound directly or through a nonce
 batch's Merkle root, or the signed age); the keys are usable.
 """
@@ -79,6 +80,13 @@ def verify_document(
         actual=evidence.report_data.hex(),
         error=BindingError,
     )
+    if document.gpu is not None or policy.gpu.count:
+        from .nvidia.document import verify_document_gpus
+
+        for i, gpu in enumerate(verify_document_gpus(document, policy, record, now)):
+            record.measurement[f"gpu{i}"] = (
+                f"{gpu.architecture} driver {gpu.driver_version} VBIOS {gpu.vbios_version}"
+            )
     matched = _check_measurement(record, policy, document.platform, evidence.registers)
     _check_models(record, matched, evidence.models)
     _check_freshness(record, policy, document, nonce, evidence.issued_at, now)

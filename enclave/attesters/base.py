@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sealgate.protocol.gpu import GpuAttestation
+
 __all__ = ["Attester", "AttesterError", "Evidence"]
 
 
@@ -18,6 +20,8 @@ class Evidence:
 
     evidence: bytes
     collateral: dict[str, bytes] = field(default_factory=dict)
+    #: The GPUs' evidence this report's report_data covers (None: no GPU).
+    gpu: GpuAttestation | None = None
 
 
 class Attester(Protocol):
