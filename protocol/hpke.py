@@ -1,7 +1,8 @@
-"""The HPKE suite object and the enclave's private key.
+"""The HPKE suite object and the enclave's private keys.
 
-Composition of pyhpke (RFC 9180) only: no hand-written KEM, KDF or AEAD. The
-private key lives in process memory; it has no export method and a redacted repr.
+:class:`PrivateKey` is X25519 through pyhpke (RFC 9180); the post-quantum hybrid is
+:class:`~sealgate.protocol.xwing.HybridPrivateKey`. Either is an :data:`EnclaveKey`.
+Private keys live in process memory; they have no export method and a redacted repr.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey, KEMKeyInterface
 
 from .errors import MalformedKeyConfig
 from .keyconfig import KeyConfig
-from .suites import ENC_SIZE
+from .suites import ENC_SIZE, KEM_X25519_HKDF_SHA256
+from .xwing import HybridPrivateKey
 
-__all__ = ["PrivateKey", "SUITE"]
+__all__ = ["PrivateKey", "SUITE", "EnclaveKey", "HybridPrivateKey"]
 
 #: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM: the suite of both modes.
 SUITE = CipherSuite.new(KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.AES256_GCM)
@@ -36,6 +38,8 @@ class PrivateKey:
     """An X25519 HPKE private key that never leaves memory."""
 
     __slots__ = ("_key", "public_key")
+
+    kem_id = KEM_X25519_HKDF_SHA256
 
     def __init__(self, key: X25519PrivateKey) -> None:
         self._key: KEMKeyInterface = KEMKey.from_pyca_cryptography_key(key)
@@ -65,3 +69,7 @@ class PrivateKey:
 
     def __reduce__(self) -> str:
         raise TypeError("PrivateKey cannot be pickled: it must never leave memory")
+
+
+#: Either kind of enclave key: both have ``kem_id``, ``public_key`` and ``key_config()``.
+EnclaveKey = PrivateKey | HybridPrivateKey

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 from .errors import MalformedKeyConfig, UnsupportedSuite
 from .suites import (
+    KEM_MLKEM768_X25519,
+    KEM_NAMES,
     KEM_PUBLIC_KEY_SIZES,
     KEM_X25519_HKDF_SHA256,
     KNOWN_AEADS,
@@ -98,11 +100,22 @@ class KeyConfig:
         """Stable routing name of this key: hex of the first 8 bytes of SHA-256(encoding)."""
         return fingerprint_of(self.to_bytes())
 
+    @property
+    def post_quantum(self) -> bool:
+        """True for the hybrid MLKEM768-X25519 KEM, whose secrets survive a quantum computer."""
+        return self.kem_id == KEM_MLKEM768_X25519
+
+    @property
+    def kem_name(self) -> str:
+        """The KEM's name for people: ``X25519``, ``MLKEM768-X25519``, or the hex id."""
+        return KEM_NAMES.get(self.kem_id, f"0x{self.kem_id:04x}")
+
     def require_supported(self) -> None:
         """Raise :class:`UnsupportedSuite` unless sealgate can encrypt to this key."""
-        if self.kem_id != KEM_X25519_HKDF_SHA256:
+        if self.kem_id not in (KEM_X25519_HKDF_SHA256, KEM_MLKEM768_X25519):
             raise UnsupportedSuite(
-                f"key {self.key_id} uses KEM 0x{self.kem_id:04x}; sealgate needs X25519 (0x0020)"
+                f"key {self.key_id} uses KEM 0x{self.kem_id:04x}; sealgate needs X25519 (0x0020) "
+                "or MLKEM768-X25519 (0x647a)"
             )
         if SUPPORTED_SUITE not in self.suites:
             offered = ", ".join(str(s) for s in self.suites)

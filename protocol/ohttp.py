@@ -21,7 +21,9 @@ chunk that opens to nothing is an error (draft-08 §6).
 Sans-IO and symmetric: the client's :class:`ChunkedRequestSealer` and
 :class:`ChunkedResponseOpener` mirror the enclave's :class:`ChunkedRequestOpener` and
 :class:`ChunkedResponseSealer`; :class:`OneShotRequest` / :class:`OneShotServer` do the
-same for RFC 9458 proper. HPKE is pyhpke; HKDF and the AEADs are ``cryptography``.
+same for RFC 9458 proper. HPKE is pyhpke for DHKEM(X25519); the post-quantum hybrid
+MLKEM768-X25519 (the native mode's default) is :mod:`.xwing` under the RFC 9180 key
+schedule of :mod:`.keyschedule`. HKDF and the AEADs are ``cryptography``.
 """
 
 from __future__ import annotations
@@ -53,15 +55,18 @@ from .errors import (
     EncoderStateError,
     FrameTooLarge,
     MalformedEncapsulation,
+    MalformedKeyConfig,
     SequenceOverflow,
     TruncatedMessage,
     UnknownKey,
     UnsupportedSuite,
 )
-from .hpke import PrivateKey
+from .hpke import EnclaveKey, PrivateKey
 from .keyconfig import KeyConfig
-from .suites import KEM_PUBLIC_KEY_SIZES, SymmetricSuite
+from .keyschedule import Context, key_schedule
+from .suites import KEM_ENC_SIZES, KEM_MLKEM768_X25519, KEM_X25519_HKDF_SHA256, SymmetricSuite
 from .varint import decode_varint, encode_varint
+from .xwing import HybridPrivateKey, encapsulate
 
 __all__ = [
     "REQUEST_MEDIA_TYPE",
@@ -110,12 +115,13 @@ _KDFS: dict[int, Callable[[], hashes.HashAlgorithm]] = {
     0x0003: hashes.SHA512,
 }
 _HASHLIB = {0x0001: hashlib.sha256, 0x0002: hashlib.sha384, 0x0003: hashlib.sha512}
-_KEMS = {0x0020}  # DHKEM(X25519, HKDF-SHA256): the KEM of sealgate's enclave keys
+#: DHKEM(X25519, HKDF-SHA256) through pyhpke; MLKEM768-X25519 through :mod:`.keyschedule`.
+_KEMS = {KEM_X25519_HKDF_SHA256, KEM_MLKEM768_X25519}
 
 
 @functools.lru_cache(maxsize=32)
 def _cipher_suite(kem_id: int, kdf_id: int, aead_id: int) -> CipherSuite:
-    if kem_id not in _KEMS or kdf_id not in _KDFS or aead_id not in _AEADS:
+    if kem_id != KEM_X25519_HKDF_SHA256 or kdf_id not in _KDFS or aead_id not in _AEADS:
         raise UnsupportedSuite(
             f"no OHTTP support for KEM 0x{kem_id:04x}, KDF 0x{kdf_id:04x}, AEAD 0x{aead_id:04x}"
         )
@@ -146,7 +152,7 @@ class RequestHeader:
         if len(data) < _HEADER.size:
             return None
         key_id, kem_id, kdf_id, aead_id = _HEADER.unpack_from(data)
-        enc_size = KEM_PUBLIC_KEY_SIZES.get(kem_id)
+        enc_size = KEM_ENC_SIZES.get(kem_id)
         if enc_size is None or kem_id not in _KEMS:
             raise UnsupportedSuite(f"encapsulated request uses unsupported KEM 0x{kem_id:04x}")
         end = _HEADER.size + enc_size
@@ -160,7 +166,10 @@ class RequestHeader:
 
 
 #: Maps a request's key id to the recipient's config and private key, or None.
-KeyLookup = Callable[[int], "tuple[KeyConfig, PrivateKey] | None"]
+KeyLookup = Callable[[int], "tuple[KeyConfig, EnclaveKey] | None"]
+
+#: What both HPKE implementations' contexts offer: ``seal``, ``open`` and ``export``.
+HpkeContext = ContextInterface | Context
 
 
 def _choose_suite(config: KeyConfig, suite: SymmetricSuite | None) -> SymmetricSuite:
@@ -176,10 +185,22 @@ def _choose_suite(config: KeyConfig, suite: SymmetricSuite | None) -> SymmetricS
 
 def _sender(
     config: KeyConfig, label: bytes, suite: SymmetricSuite | None, ephemeral: PrivateKey | None
-) -> tuple[RequestHeader, ContextInterface]:
+) -> tuple[RequestHeader, HpkeContext]:
     chosen = _choose_suite(config, suite)
-    cipher = _cipher_suite(config.kem_id, chosen.kdf_id, chosen.aead_id)
     hdr = _HEADER.pack(config.key_id, config.kem_id, chosen.kdf_id, chosen.aead_id)
+    if config.kem_id == KEM_MLKEM768_X25519:
+        if ephemeral is not None:
+            raise ValueError("deterministic encapsulation exists only for X25519 test vectors")
+        try:
+            shared_secret, enc = encapsulate(config.public_key)
+        except MalformedKeyConfig as exc:
+            raise MalformedEncapsulation(f"cannot encapsulate to this key config: {exc}") from exc
+        hybrid, *_ = key_schedule(
+            config.kem_id, chosen.kdf_id, chosen.aead_id, shared_secret, label + b"\x00" + hdr
+        )
+        header = RequestHeader(config.key_id, config.kem_id, chosen.kdf_id, chosen.aead_id, enc)
+        return header, hybrid
+    cipher = _cipher_suite(config.kem_id, chosen.kdf_id, chosen.aead_id)
     try:
         pkr = cipher.kem.deserialize_public_key(config.public_key)
     except (ValueError, PyHPKEError) as exc:
@@ -193,7 +214,7 @@ def _sender(
 
 def _recipient(
     header: RequestHeader, keys: KeyLookup, label: bytes
-) -> tuple[KeyConfig, ContextInterface]:
+) -> tuple[KeyConfig, HpkeContext]:
     found = keys(header.key_id)
     if found is None:
         raise UnknownKey(
@@ -205,11 +226,16 @@ def _recipient(
             f"key {header.key_id} is not offered with these algorithms: fetch the current key "
             "configuration and re-seal"
         )
+    info = label + b"\x00" + header.hdr
+    if isinstance(private_key, HybridPrivateKey):
+        # A wrong length is MalformedEncapsulation here; an altered ML-KEM or X25519 half
+        # yields another secret, so the first open fails with DecryptionFailed.
+        shared_secret = private_key.decapsulate(header.enc)
+        hybrid, *_ = key_schedule(header.kem_id, header.kdf_id, header.aead_id, shared_secret, info)
+        return config, hybrid
     cipher = _cipher_suite(header.kem_id, header.kdf_id, header.aead_id)
     try:
-        context = cipher.create_recipient_context(
-            header.enc, private_key.kem_key, label + b"\x00" + header.hdr
-        )
+        context = cipher.create_recipient_context(header.enc, private_key.kem_key, info)
     except (ValueError, PyHPKEError):
         raise DecryptionFailed("the encapsulated key is not valid for this key") from None
     return config, context
@@ -220,9 +246,7 @@ class _ResponseAead:
 
     __slots__ = ("_aead", "_base", "_nn")
 
-    def __init__(
-        self, context: ContextInterface, header: RequestHeader, label: bytes, nonce: bytes
-    ):
+    def __init__(self, context: HpkeContext, header: RequestHeader, label: bytes, nonce: bytes):
         nk, nn, aead = _AEADS[header.aead_id]
         secret = context.export(label, max(nn, nk))
         prk = hmac.new(header.enc + nonce, secret, _HASHLIB[header.kdf_id]).digest()
@@ -258,10 +282,10 @@ class _ResponseAead:
         return "_ResponseAead(<redacted>)"
 
 
-def _open_hpke(context: ContextInterface, ciphertext: bytes, aad: bytes, what: str) -> bytes:
+def _open_hpke(context: HpkeContext, ciphertext: bytes, aad: bytes, what: str) -> bytes:
     try:
         return context.open(ciphertext, aad)
-    except PyHPKEError:
+    except (PyHPKEError, DecryptionFailed):
         raise DecryptionFailed(
             f"{what} failed authentication (tampered, reordered, or sealed to another key)"
         ) from None
@@ -411,7 +435,7 @@ class ChunkedResponseOpener:
 
     def __init__(
         self,
-        context: ContextInterface,
+        context: HpkeContext,
         header: RequestHeader,
         max_chunk: int,
         *,
@@ -469,7 +493,7 @@ class ChunkedRequestOpener:
         self._keys = keys
         self._pending = bytearray()
         self._reader = _ChunkReader(max_chunk)
-        self._context: ContextInterface | None = None
+        self._context: HpkeContext | None = None
         self.header: RequestHeader | None = None
         self.key_config: KeyConfig | None = None
         self._done = False
@@ -517,7 +541,7 @@ class ChunkedResponseSealer:
 
     def __init__(
         self,
-        context: ContextInterface,
+        context: HpkeContext,
         header: RequestHeader,
         nonce: bytes | None = None,
         chunk_size: int = SEND_CHUNK,
