@@ -28,6 +28,7 @@ __all__ = [
     "MeasurementMismatch",
     "StaleEvidence",
     "ReferenceValueError",
+    "PostQuantumUnavailable",
     "NoVerifiedEnclave",
     "FleetUnavailable",
     "GatewayError",
@@ -35,6 +36,7 @@ __all__ = [
     "EnclaveError",
     "ResponseIntegrityError",
     "RequestNotSent",
+    "PostQuantumModeRequired",
 ]
 
 
@@ -94,6 +96,10 @@ class StaleEvidence(VerificationError):
 
 class ReferenceValueError(VerificationError):
     """No usable reference values: a GPU RIM is missing, malformed, or not NVIDIA-signed."""
+
+
+class PostQuantumUnavailable(VerificationError):
+    """The enclave binds no post-quantum (MLKEM768-X25519) key and the policy requires one."""
 
 
 class NoVerifiedEnclave(SealgateError):
@@ -202,3 +208,10 @@ class ResponseIntegrityError(SealgateError):
 
 class RequestNotSent(SealgateError):
     """The request could not be sealed (e.g. its body is too large to buffer for retries)."""
+
+
+class PostQuantumModeRequired(RequestNotSent):
+    """The policy requires post-quantum keys but this mode seals only to X25519 (EHBP, body-only).
+
+    Use the native mode (the default of :class:`~sealgate.client.SecureClient`) instead.
+    """

@@ -38,12 +38,14 @@ from sealgate.protocol.attestation import (
 from sealgate.protocol.binding import MAX_NONCE_SIZE
 from sealgate.protocol.errors import ProtocolError
 from sealgate.protocol.keyconfig import KeyConfig
+from sealgate.protocol.suites import KEM_X25519_HKDF_SHA256
 
 from .affinity import affine_choice
 from .errors import (
     EvidenceFormatError,
     FleetUnavailable,
     NoVerifiedEnclave,
+    PostQuantumModeRequired,
     SealgateError,
     VerificationError,
 )
@@ -496,6 +498,7 @@ class Fleet:
         settle: float = 5.0,
         model: str | None = None,
         tag: bytes | None = None,
+        post_quantum: bool = False,
     ) -> tuple[VerifiedEnclave, KeyConfig]:
         """A verified, healthy enclave serving ``model`` and its current key.
 
@@ -505,14 +508,27 @@ class Fleet:
         :class:`~sealgate.client.models.UnknownModel` at once. When every candidate was
         just ruled out by a rotation (422) or an outage (503), the gateway's directory
         lags by a poll or two: wait up to ``settle`` seconds for it to catch up.
+
+        ``post_quantum=True`` (the native mode) picks the enclave's MLKEM768-X25519 key,
+        or its X25519 key only if its evidence binds no hybrid key at all and the policy
+        allows it: a hybrid key set aside after a 422 never downgrades the request to
+        X25519. Without it (EHBP) the key is X25519, which
+        ``Policy(require_post_quantum=True)`` refuses with :class:`PostQuantumModeRequired`.
         """
+        if not post_quantum and self.policy.require_post_quantum:
+            raise PostQuantumModeRequired(
+                "the policy requires post-quantum keys (require_post_quantum=True), but this "
+                "mode can only seal to X25519: use the native mode"
+            )
         self.ensure_fresh()
         deadline = self._clock() + settle
         while True:
             with self._lock:
                 if not any(e.serves(model) for e in self.enclaves.values()) and self.enclaves:
                     raise UnknownModel(str(model), sorted(self.served_models()), self.gateway_url)
-                candidates = [c for c in self._candidates(exclude) if c[0].serves(model)]
+                candidates = [
+                    c for c in self._candidates(exclude, post_quantum) if c[0].serves(model)
+                ]
                 waiting = bool(self._retired) or any(t > self._clock() for t in self._down.values())
                 winner = None
                 if candidates and tag is not None:
@@ -538,14 +554,19 @@ class Fleet:
             self.refresh()
 
     def _candidates(
-        self, exclude: set[str] | frozenset[str]
+        self, exclude: set[str] | frozenset[str], post_quantum: bool
     ) -> list[tuple[VerifiedEnclave, KeyConfig]]:
         now = self._clock()
         candidates = []
         for enclave in self.enclaves.values():
             if enclave.id in exclude or not enclave.healthy or self._down.get(enclave.id, 0) > now:
                 continue
-            key = next((k for k in enclave.keys if not self._is_retired(k.fingerprint, now)), None)
+            hybrid = [k for k in enclave.keys if k.post_quantum]
+            if post_quantum and (hybrid or self.policy.require_post_quantum):
+                usable = hybrid
+            else:
+                usable = [k for k in enclave.keys if k.kem_id == KEM_X25519_HKDF_SHA256]
+            key = next((k for k in usable if not self._is_retired(k.fingerprint, now)), None)
             if key is not None:
                 candidates.append((enclave, key))
         return candidates

@@ -187,7 +187,9 @@ class _NativeCore(_Core):
 
     def seal_native(self, request: Any, body: bytes, exclude: set[str]) -> _NativeAttempt:
         route = self.router.route(request.method, request.url.path, body)
-        enclave, key = self.fleet.choose(exclude, model=route.model, tag=route.tag)
+        enclave, key = self.fleet.choose(
+            exclude, model=route.model, tag=route.tag, post_quantum=True
+        )
         headers = [
             (name.lower().encode("latin-1"), value.encode("latin-1"))
             for name, value in request.headers.multi_items()

@@ -117,6 +117,10 @@ class Policy:
     require_fresh_nonce: bool = False
     #: Development only: accept any measurement (still checks signatures and binding).
     allow_any_measurement: bool = False
+    #: Refuse enclaves that bind no post-quantum (MLKEM768-X25519) key, and modes that
+    #: cannot use one (EHBP and the body-only mode are X25519). Without it, the native
+    #: mode still prefers the hybrid key and uses X25519 only with enclaves offering no other.
+    require_post_quantum: bool = False
     snp: SnpPolicy = field(default_factory=SnpPolicy)
     tdx: TdxPolicy = field(default_factory=TdxPolicy)
     gpu: GpuPolicy = field(default_factory=GpuPolicy)

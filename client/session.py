@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 from sealgate.protocol.modes import EHBP, Mode
 
+from .errors import PostQuantumModeRequired
 from .fleet import Fleet, gateway_root
 from .models import router
 from .native import OHTTP, native_transport_classes
@@ -72,7 +73,9 @@ class SecureClient:
     sealed (:mod:`.native`); or ``EHBP`` (``"ehbp"``): Tinfoil's body-only compatibility
     mode (method, path, headers and status cross the gateway in the clear, so secret
     headers are dropped unless ``forward_secret_headers``; no end-of-message marker, no
-    replay protection).
+    replay protection). The native mode seals to the enclave's post-quantum
+    MLKEM768-X25519 key when it offers one; with ``Policy(require_post_quantum=True)``
+    only such enclaves, and only the native mode, are accepted.
 
     Requests go only to enclaves trusted with the model they name (:mod:`.models`).
     ``cache_affinity=True`` keeps each conversation on one enclave by a routing tag keyed
@@ -99,6 +102,11 @@ class SecureClient:
             raise ValueError(
                 f"unknown mode {mode!r}: use {OHTTP!r} (native, the default) or EHBP; the "
                 "body-only sealgate v1 mode was removed (the native mode covers it)"
+            )
+        if policy.require_post_quantum and mode != OHTTP:
+            raise PostQuantumModeRequired(
+                "the policy requires post-quantum keys, but EHBP seals only to X25519: "
+                "use the native mode (the default)"
             )
         root, note = gateway_root(gateway_url)
         if note is not None:

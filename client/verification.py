@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from sealgate.protocol.suites import KEM_MLKEM768_X25519, KEM_NAMES
+
 from .errors import VerificationError
 
 __all__ = ["Step", "Verification"]
@@ -36,6 +38,8 @@ class Verification:
     measurement: dict[str, str] = field(default_factory=dict)
     report_data: str = ""
     key_fingerprints: tuple[str, ...] = ()
+    #: The KEM of each bound key, in the order of ``key_fingerprints`` (``MLKEM768-X25519``...).
+    key_kems: tuple[str, ...] = ()
     verified_at: float = 0.0
     #: Models this enclave is trusted to serve (None: neither the policy nor the evidence
     #: names any, so it is used for every model, as in a single-model fleet).
@@ -45,6 +49,11 @@ class Verification:
     def ok(self) -> bool:
         """True when every step passed (and there was at least one)."""
         return bool(self.steps) and all(step.ok for step in self.steps)
+
+    @property
+    def post_quantum(self) -> bool:
+        """True when the enclave binds at least one post-quantum (hybrid) key."""
+        return any(kem == KEM_NAMES[KEM_MLKEM768_X25519] for kem in self.key_kems)
 
     @property
     def failed_step(self) -> Step | None:
@@ -131,6 +140,8 @@ class Verification:
             "report_data": self.report_data,
             "key_fingerprints": list(self.key_fingerprints),
             "models": None if self.models is None else list(self.models),
+            "key_kems": list(self.key_kems),
+            "post_quantum": self.post_quantum,
             "steps": [
                 {
                     "name": s.name,

@@ -1,6 +1,6 @@
 """The enclave's ASGI application: its own endpoints plus the sealed proxy for everything else.
 
-* ``GET /.well-known/hpke-keys`` — the current key as one bare key config (what EHBP
+* ``GET /.well-known/hpke-keys`` — the current X25519 key as one bare key config (what EHBP
   clients read), ``application/ohttp-keys``.
 * ``GET /.well-known/ohttp-keys`` — the RFC 9458 §3.2 list of every active key.
 * ``GET /.well-known/sealgate-attestation[?nonce=<64 hex>]`` — the attestation document.
@@ -84,7 +84,9 @@ def create_app(
 ) -> Enclave:
     """Assemble an enclave; nothing is read from globals or the environment."""
     config = config or EnclaveConfig()
-    keyring = keyring or KeyRing(config.rotate_keys_every, config.key_grace)
+    keyring = keyring or KeyRing(
+        config.rotate_keys_every, config.key_grace, post_quantum=config.post_quantum_keys
+    )
     metrics = EnclaveMetrics()
     attestation = AttestationService(
         attester,

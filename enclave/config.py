@@ -51,6 +51,9 @@ class EnclaveConfig:
     #: Seconds between key rotations (None: never) and how long a replaced key still decrypts.
     rotate_keys_every: float | None = None
     key_grace: float = 300.0
+    #: Make a post-quantum MLKEM768-X25519 key beside each X25519 key (the native-mode SDK
+    #: prefers it). False publishes X25519 keys only, as enclaves before it did.
+    post_quantum_keys: bool = True
     #: Retry-After seconds sent with 503 overloaded.
     retry_after: int = 1
     #: Native mode (chunked OHTTP + BHTTP, :mod:`sealgate.enclave.native`): seconds a

@@ -48,7 +48,7 @@ from sealgate.protocol.errors import (
     ReplayedRequest,
     UnknownKey,
 )
-from sealgate.protocol.hpke import PrivateKey
+from sealgate.protocol.hpke import EnclaveKey
 from sealgate.protocol.keyconfig import KeyConfig
 from sealgate.protocol.ohttp import (
     CHUNKED_REQUEST_MEDIA_TYPE,
@@ -77,7 +77,7 @@ GATEWAY_PATH = "/.well-known/ohttp-gateway"
 
 # The enclave returns identity bodies with its own framing; these never go inside.
 #: The key lookup of one request (see :data:`sealgate.protocol.ohttp.KeyLookup`).
-ActiveKeyLike = Callable[[int], "tuple[KeyConfig, PrivateKey] | None"]
+ActiveKeyLike = Callable[[int], "tuple[KeyConfig, EnclaveKey] | None"]
 
 _RESPONSE_DROPPED = HOP_BY_HOP | {b"content-length", b"content-encoding"}
 
@@ -338,7 +338,7 @@ class NativeGateway:
         else:
             candidates = list(keyring.active())
 
-        def lookup(key_id: int) -> tuple[KeyConfig, PrivateKey] | None:
+        def lookup(key_id: int) -> tuple[KeyConfig, EnclaveKey] | None:
             for key in candidates:
                 if key.config.key_id == key_id:
                     if ex.key == "-":

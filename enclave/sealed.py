@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from sealgate.protocol.errors import FrameTooLarge, ProtocolError, UnknownKey
+from sealgate.protocol.hpke import PrivateKey
 from sealgate.protocol.modes import Mode, mode_of_headers
 from sealgate.protocol.padding import SsePadder, is_json, json_padding
 from sealgate.protocol.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
@@ -225,8 +226,9 @@ class SealedProxy:
                 _single(headers, mode.encapsulated_key_header),
                 ENC_SIZE,
             )
-            # EHBP names no key: every active key is a candidate until a frame opens.
-            keys = [k.private for k in self.keyring.active()]
+            # EHBP names no key: every active X25519 key is a candidate until a frame
+            # opens (EHBP clients speak only X25519; the hybrid keys are the native mode's).
+            keys = [k.private for k in self.keyring.active() if isinstance(k.private, PrivateKey)]
             decoder = RequestDecoder(mode, enc, keys, max_frame_size=self.config.max_frame_size)
             plaintext = bytearray()
 

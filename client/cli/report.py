@@ -44,10 +44,21 @@ def render_verifications(console: Console, records: Iterable[Verification]) -> N
         if record.report_data:
             console.print(f"  report_data: [cyan]{record.report_data}[/]")
         if record.key_fingerprints:
-            console.print(f"  keys: {', '.join(record.key_fingerprints)}")
+            console.print(f"  keys: {_keys(record)}")
+            pq = "[green]yes[/]" if record.post_quantum else "[yellow]no (X25519 only)[/]"
+            console.print(f"  post-quantum key: {pq}")
         if record.ok:
             console.print(f"  models: {models_text(record)}")
         console.print()
+
+
+def _keys(record: Verification) -> str:
+    """``fingerprint (KEM)`` for every bound key (KEM omitted for records that lack it)."""
+    if len(record.key_kems) != len(record.key_fingerprints):
+        return ", ".join(record.key_fingerprints)
+    return ", ".join(
+        f"{f} ({k})" for f, k in zip(record.key_fingerprints, record.key_kems, strict=True)
+    )
 
 
 def render_summary(console: Console, records: Iterable[Verification]) -> None:
@@ -65,7 +76,7 @@ def render_summary(console: Console, records: Iterable[Verification]) -> None:
             record.platform,
             models_text(record),
             measurement,
-            ", ".join(record.key_fingerprints),
+            _keys(record),
             checks,
         )
     console.print(table)

@@ -18,7 +18,7 @@ from sealgate.protocol.attestation import AttestationDocument, parse_time_nonce
 from sealgate.protocol.errors import InvalidNonceProof, ProtocolError
 from sealgate.protocol.keyconfig import KeyConfig
 
-from ..errors import BindingError, MeasurementMismatch, StaleEvidence
+from ..errors import BindingError, MeasurementMismatch, PostQuantumUnavailable, StaleEvidence
 from ..policy import ExpectedMeasurement, Policy
 from ..verification import Verification
 from .base import VERIFIERS
@@ -97,7 +97,20 @@ def verify_document(
     except ProtocolError as exc:
         raise record.fail("key configs", exc.message) from None
     record.key_fingerprints = tuple(k.fingerprint for k in keys)
-    record.passed("key configs", f"{len(keys)} usable key(s): {', '.join(record.key_fingerprints)}")
+    record.key_kems = tuple(k.kem_name for k in keys)
+    listed = ", ".join(f"{k.fingerprint} ({k.kem_name})" for k in keys)
+    record.passed("key configs", f"{len(keys)} usable key(s): {listed}")
+    if policy.require_post_quantum:
+        record.check(
+            "post-quantum key",
+            any(k.post_quantum for k in keys),
+            "the enclave binds an MLKEM768-X25519 key (required by the policy)",
+            failure="the enclave binds no MLKEM768-X25519 key, and the policy requires "
+            "post-quantum keys (require_post_quantum=True)",
+            expected="MLKEM768-X25519",
+            actual=", ".join(sorted({k.kem_name for k in keys})),
+            error=PostQuantumUnavailable,
+        )
     return VerifiedDocument(document, keys, record)
 
 

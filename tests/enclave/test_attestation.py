@@ -52,7 +52,13 @@ def test_fresh_document_verifies_and_binds_keys_and_nonce(
     assert claims.report_data == report_data(document.key_configs, nonce, None)
     assert claims.report_data == document.expected_report_data()
     assert claims.measurement == demo_measurement and len(claims.measurement) == 48
-    assert document.fingerprints == (built.keyring.current.fingerprint,)
+    # Both keys of the generation are bound: X25519 (EHBP's) first, then the hybrid one.
+    assert built.keyring.current_hybrid is not None
+    assert document.fingerprints == (
+        built.keyring.current.fingerprint,
+        built.keyring.current_hybrid.fingerprint,
+    )
+    assert [c.kem_name for c in document.keys] == ["X25519", "MLKEM768-X25519"]
     assert document.collateral["software_root"] == software_root.public_key().public_bytes_raw()
 
 
@@ -75,7 +81,7 @@ def test_cached_document_is_bound_to_a_time_nonce_and_renewed_on_rotation(
         http.get(server.url + "/.well-known/sealgate-attestation").content
     )
     assert (
-        len(renewed.fingerprints) == 2
+        len(renewed.fingerprints) == 4  # the new pair and the pair within its grace period
         and renewed.fingerprints[0] == built.keyring.current.fingerprint
     )
 

@@ -349,6 +349,6 @@ def test_rotation_on_schedule(start_enclave, http):
     first = keyring.current.fingerprint
     now[0] = 100
     assert keyring.maybe_rotate() and keyring.current.fingerprint != first
-    assert len(keyring.active()) == 2
+    assert len(keyring.active()) == 4  # two pairs: X25519 + hybrid each
     now[0] = 111
-    assert len(keyring.active()) == 1
+    assert len(keyring.active()) == 2

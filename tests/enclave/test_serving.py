@@ -115,12 +115,15 @@ def test_keys_are_published_for_both_kinds_of_client(start_enclave, http):
     server, built = start_enclave()
     bare = http.get(server.url + "/.well-known/hpke-keys")
     assert bare.headers["content-type"] == "application/ohttp-keys"
-    assert KeyConfig.from_bytes(bare.content) == built.keyring.current.config
+    # EHBP clients speak only X25519: the bare config is the X25519 key, not the hybrid one.
+    bare_config = KeyConfig.from_bytes(bare.content)
+    assert bare_config == built.keyring.current.config and not bare_config.post_quantum
     built.rotate_keys()
     listed = http.get(server.url + "/.well-known/ohttp-keys")
     configs = decode_key_configs(listed.content)
     assert [c.fingerprint for c in configs] == [k.fingerprint for k in built.keyring.active()]
-    assert len(configs) == 2  # current + previous within its grace period
+    # the current X25519 + hybrid pair, then the previous pair within its grace period
+    assert [c.kem_name for c in configs] == ["X25519", "MLKEM768-X25519"] * 2
 
 
 def test_health_and_metrics_hold_no_secrets(start_enclave, http):
@@ -135,7 +138,10 @@ def test_health_and_metrics_hold_no_secrets(start_enclave, http):
         json.dumps({**CHAT, "messages": [{"role": "user", "content": secret.decode()}]}).encode(),
     )
     health = http.get(server.url + "/healthz").json()
-    assert health["status"] == "ok" and health["keys"] == [built.keyring.current.fingerprint]
+    assert health["status"] == "ok" and health["keys"] == [
+        k.fingerprint for k in built.keyring.active()
+    ]
+    assert len(health["keys"]) == 2
     metrics = http.get(server.url + "/metrics").text
     assert 'sealgate_enclave_requests_total{mode="ohttp",outcome="ok"} 1.0' in metrics
     assert secret.decode() not in metrics
