@@ -27,7 +27,7 @@ import struct
 from dataclasses import dataclass
 
 from .errors import MalformedEncapsulation, UnsupportedSuite
-from .suites import KEM_PUBLIC_KEY_SIZES
+from .suites import KEM_ENC_SIZES
 
 __all__ = [
     "MEDIA_TYPE",
@@ -127,7 +127,7 @@ class MultiHeader:
                 return None
             fp, key_id, kem_id, kdf_id, aead_id = _CANDIDATE.unpack_from(data, offset)
             offset += _CANDIDATE.size
-            enc_size = KEM_PUBLIC_KEY_SIZES.get(kem_id)
+            enc_size = KEM_ENC_SIZES.get(kem_id)
             if enc_size is None:
                 raise UnsupportedSuite(f"candidate uses unknown KEM 0x{kem_id:04x}")
             if len(data) < offset + enc_size + 2:

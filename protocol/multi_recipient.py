@@ -34,7 +34,6 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
-from pyhpke import ContextInterface
 
 from .errors import (
     DecryptionFailed,
@@ -43,7 +42,7 @@ from .errors import (
     TruncatedMessage,
     UnknownKey,
 )
-from .hpke import PrivateKey
+from .hpke import EnclaveKey
 from .keyconfig import KeyConfig
 from .multi_header import MAX_CANDIDATES, Candidate, MultiHeader, binding_of
 from .ohttp import (
@@ -51,6 +50,7 @@ from .ohttp import (
     SEND_CHUNK,
     ChunkedResponseOpener,
     ChunkedResponseSealer,
+    HpkeContext,
     KeyLookup,
     RequestHeader,
     _ChunkReader,
@@ -183,7 +183,7 @@ class MultiResponseOpener:
     """
 
     def __init__(
-        self, contexts: dict[str, tuple[RequestHeader, ContextInterface]], max_chunk: int
+        self, contexts: dict[str, tuple[RequestHeader, HpkeContext]], max_chunk: int
     ) -> None:
         self._contexts = contexts
         self._max_chunk = max_chunk
@@ -231,7 +231,7 @@ class MultiRequestOpener:
 
     def __init__(
         self,
-        lookup: Callable[[str], tuple[KeyConfig, PrivateKey] | None],
+        lookup: Callable[[str], tuple[KeyConfig, EnclaveKey] | None],
         *,
         prefer: str | None = None,
         max_chunk: int = DEFAULT_MAX_CHUNK,
@@ -241,7 +241,7 @@ class MultiRequestOpener:
         self._pending = bytearray()
         self._reader = _ChunkReader(max_chunk)
         self._body: _BodyAead | None = None
-        self._context: tuple[RequestHeader, ContextInterface] | None = None
+        self._context: tuple[RequestHeader, HpkeContext] | None = None
         self.header: MultiHeader | None = None
         self.candidate: Candidate | None = None
         self._done = False
@@ -250,7 +250,7 @@ class MultiRequestOpener:
     def enc(self) -> bytes | None:
         return None if self.candidate is None else self.candidate.enc
 
-    def _select(self, header: MultiHeader) -> tuple[Candidate, KeyConfig, PrivateKey]:
+    def _select(self, header: MultiHeader) -> tuple[Candidate, KeyConfig, EnclaveKey]:
         order = sorted(header.candidates, key=lambda c: c.fingerprint != self._prefer)
         for candidate in order:
             found = self._lookup(candidate.fingerprint)
@@ -278,7 +278,7 @@ class MultiRequestOpener:
                 candidate.aead_id,
                 candidate.enc,
             )
-            held: dict[int, tuple[KeyConfig, PrivateKey]] = {config.key_id: (config, key)}
+            held: dict[int, tuple[KeyConfig, EnclaveKey]] = {config.key_id: (config, key)}
             lookup: KeyLookup = held.get
             _, context = _recipient(request_header, lookup, _REQUEST_LABEL)
             try:

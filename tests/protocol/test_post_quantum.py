@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from sealgate.protocol.errors import (
 from sealgate.protocol.hpke import PrivateKey
 from sealgate.protocol.keyconfig import KeyConfig, decode_key_configs, encode_key_configs
 from sealgate.protocol.keyschedule import AEADS, KDFS, key_schedule
+from sealgate.protocol.multi_header import MultiHeader
+from sealgate.protocol.multi_recipient import MultiRequestOpener, MultiRequestSealer
 from sealgate.protocol.ohttp import (
     ChunkedRequestOpener,
     ChunkedRequestSealer,
@@ -308,3 +311,53 @@ def test_hybrid_private_key_is_redacted_and_unpicklable() -> None:
 def test_a_config_with_a_truncated_hybrid_key_is_refused() -> None:
     with pytest.raises(ProtocolError):
         KeyConfig.from_bytes(CONFIG.to_bytes()[:100])
+
+
+# -- multi-recipient requests with hybrid candidates ---------------------------------------------
+
+MULTI_KEYS: list[HybridPrivateKey | PrivateKey] = [
+    HybridPrivateKey.generate(),
+    HybridPrivateKey.generate(),
+    PrivateKey.generate(),
+]
+MULTI_CONFIGS = [k.key_config(key_id=20 + i) for i, k in enumerate(MULTI_KEYS)]
+MULTI_HELD = {c.fingerprint: (c, k) for c, k in zip(MULTI_CONFIGS, MULTI_KEYS, strict=True)}
+
+
+def _multi_enclave(index: int) -> MultiRequestOpener:
+    fingerprint = MULTI_CONFIGS[index].fingerprint
+    return MultiRequestOpener(lambda fp: MULTI_HELD[fp] if fp == fingerprint else None)
+
+
+@SETTINGS
+@given(st.binary(max_size=400), st.integers(0, 2), st.lists(st.binary(min_size=1, max_size=50)))
+def test_multi_recipient_requests_wrap_with_the_hybrid_kem(
+    body: bytes, index: int, pieces: list[bytes]
+) -> None:
+    sealer = MultiRequestSealer(MULTI_CONFIGS, chunk_size=64)
+    wire = sealer.header + sealer.seal_final(body)
+    parsed = MultiHeader.parse(wire)
+    assert parsed is not None
+    kems = [c.kem_id for c in parsed[0].candidates]
+    assert kems == [KEM_MLKEM768_X25519, KEM_MLKEM768_X25519, 0x0020]
+    assert [len(c.enc) for c in parsed[0].candidates] == [ENC_SIZE, ENC_SIZE, 32]
+    opener = _multi_enclave(index)
+    assert b"".join([*opener.push(wire), opener.finish()]) == body
+    prefix, response = opener.response_sealer()
+    answer = prefix + response.start() + b"".join(response.seal(p) for p in pieces)
+    answer += response.seal_final()
+    client = sealer.response_opener()
+    assert b"".join([*client.push(answer), client.finish()]) == b"".join(pieces)
+    assert client.fingerprint == MULTI_CONFIGS[index].fingerprint
+
+
+@pytest.mark.parametrize("offset", [0, 1087, 1088 + 3], ids=["ml-kem", "ml-kem-end", "x25519"])
+def test_an_altered_hybrid_candidate_is_refused(offset: int) -> None:
+    sealer = MultiRequestSealer(MULTI_CONFIGS[:1])
+    header = sealer.multi_header
+    (candidate,) = header.candidates
+    enc = bytearray(candidate.enc)
+    enc[offset] ^= 0x80
+    altered = MultiHeader((replace(candidate, enc=bytes(enc)),))
+    with pytest.raises(DecryptionFailed):
+        _multi_enclave(0).push(altered.to_bytes() + sealer.seal_final(b"x"))
