@@ -1,7 +1,11 @@
 """Protocol costs as ratios to cryptographic floors measured in the same run.
 
 * request seal / open vs a bare X25519 key generation + exchange (the KEM's floor);
-* per-frame seal / open vs a bare AES-256-GCM seal / open of the same bytes.
+* per-frame seal / open vs a bare AES-256-GCM seal / open of the same bytes;
+* post-quantum: a native-mode request (chunked OHTTP, 1 KiB) sealed and opened with
+  MLKEM768-X25519 vs with X25519, per request and in wire bytes; and the X25519 seal
+  on ``cryptography``'s HMAC (:mod:`sealgate.protocol.dhkem` + the RFC 9180 key
+  schedule) vs pyhpke's, each against a bare X25519 keygen + exchange.
 
 Run: ``python bench/protocol_bench.py`` (add ``--json`` for machine-readable output).
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -19,6 +24,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import compare, fmt_us
 from sealgate.protocol import EHBP, PrivateKey, RequestDecoder, RequestEncoder
+from sealgate.protocol.keyconfig import KeyConfig
+from sealgate.protocol.ohttp import KeyLookup
 
 
 def run() -> dict[str, dict[str, float]]:
@@ -79,17 +86,99 @@ def run() -> dict[str, dict[str, float]]:
     return results
 
 
+def run_post_quantum() -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+    """Hybrid vs classical native-mode requests, and the classical seal on two key schedules."""
+    from sealgate.protocol import dhkem, xwing
+    from sealgate.protocol.hpke import HybridPrivateKey
+    from sealgate.protocol.keyschedule import key_schedule
+    from sealgate.protocol.ohttp import ChunkedRequestOpener, ChunkedRequestSealer
+
+    body = os.urandom(1024)
+    wires: dict[str, int] = {}
+    seals, opens = {}, {}
+    for name, key in (("x25519", PrivateKey.generate()), ("hybrid", HybridPrivateKey.generate())):
+        config = key.key_config(key_id=1)
+        lookup = {1: (config, key)}.get
+
+        def seal(config: KeyConfig = config) -> bytes:
+            sealer = ChunkedRequestSealer(config)
+            return sealer.header + sealer.seal_final(body)
+
+        wire = seal()
+        wires[name] = len(wire)
+
+        def open_(lookup: KeyLookup = lookup, wire: bytes = wire) -> None:
+            opener = ChunkedRequestOpener(lookup)
+            opener.push(wire)
+            opener.finish()
+
+        seals[name], opens[name] = seal, open_
+
+    results: dict[str, dict[str, float]] = {}
+    s, b = compare(seals["hybrid"], seals["x25519"], number=300)
+    results["native seal (1 KiB): MLKEM768-X25519 vs X25519"] = {"subject": s, "floor": b}
+    s, b = compare(opens["hybrid"], opens["x25519"], number=300)
+    results["native open (1 KiB): MLKEM768-X25519 vs X25519"] = {"subject": s, "floor": b}
+
+    def both(kind: str) -> Callable[[], None]:
+        return lambda: (seals[kind](), opens[kind]())
+
+    s, b = compare(both("hybrid"), both("x25519"), number=200)
+    results["native seal+open: MLKEM768-X25519 vs X25519"] = {"subject": s, "floor": b}
+
+    # The classical seal itself, on pyhpke and on cryptography's HMAC, vs the KEM's floor.
+    recipient = X25519PrivateKey.generate()
+    public = recipient.public_key()
+    raw = public.public_bytes_raw()
+    info = b"message/bhttp chunked request\x00" + bytes(7)
+
+    def x25519_floor() -> None:
+        X25519PrivateKey.generate().exchange(public)
+
+    def cryptography_seal() -> None:
+        shared_secret, _ = dhkem.encapsulate(raw)
+        context, *_ = key_schedule(0x0020, 0x0001, 0x0002, shared_secret, info)
+        context.seal(body, b"")
+
+    hybrid_public = HybridPrivateKey.generate().public_key
+
+    def hybrid_seal() -> None:
+        shared_secret, _ = xwing.encapsulate(hybrid_public)
+        context, *_ = key_schedule(0x647A, 0x0001, 0x0002, shared_secret, info)
+        context.seal(body, b"")
+
+    s, b = compare(hybrid_seal, cryptography_seal, number=300)
+    results["seal, both on one schedule: MLKEM768-X25519 vs X25519"] = {"subject": s, "floor": b}
+    s, b = compare(seals["x25519"], x25519_floor, number=300)
+    results["X25519 native seal (pyhpke) vs X25519 keygen+exchange"] = {"subject": s, "floor": b}
+    s, b = compare(cryptography_seal, x25519_floor, number=300)
+    results["X25519 seal (cryptography schedule) vs keygen+exchange"] = {"subject": s, "floor": b}
+    return results, wires
+
+
 def main() -> None:
     results = run()
+    pq, wires = run_post_quantum()
+    results.update(pq)
+    added = {k: v["subject"] - v["floor"] for k, v in pq.items() if "MLKEM768" in k}
     if "--json" in sys.argv:
-        print(
-            json.dumps({k: {**v, "ratio": v["subject"] / v["floor"]} for k, v in results.items()})
-        )
+        out: dict[str, object] = {
+            k: {**v, "ratio": v["subject"] / v["floor"]} for k, v in results.items()
+        }
+        out["post-quantum wire bytes"] = {**wires, "added": wires["hybrid"] - wires["x25519"]}
+        out["post-quantum seconds added per request"] = added
+        print(json.dumps(out))
         return
     print(f"{'measurement':55} {'sealgate':>11} {'floor':>11}  ratio")
     for name, r in results.items():
         ratio = r["subject"] / r["floor"]
         print(f"{name:55} {fmt_us(r['subject'])} {fmt_us(r['floor'])}  {ratio:.2f}x")
+    for name, seconds in added.items():
+        print(f"added by MLKEM768-X25519, {name.split(':')[0]:37} {fmt_us(seconds)}")
+    print(
+        f"wire bytes of a 1 KiB native request: X25519 {wires['x25519']}, "
+        f"MLKEM768-X25519 {wires['hybrid']} (+{wires['hybrid'] - wires['x25519']})"
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ interface of pyhpke's contexts, so :mod:`~sealgate.protocol.ohttp` uses either.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import struct
@@ -113,6 +114,18 @@ class Context:
         raise TypeError("an HPKE context cannot be pickled: it holds secrets")
 
 
+@functools.lru_cache(maxsize=1024)
+def _schedule_context(kem_id: int, kdf_id: int, aead_id: int, info: bytes) -> tuple[_Kdf, bytes]:
+    """The suite's KDF and ``key_schedule_context``: public values, the same for every
+    request sealed to one key config, so they are computed once per (suite, info)."""
+    if kdf_id not in KDFS or aead_id not in AEADS:
+        raise UnsupportedSuite(f"no HPKE key schedule for KDF 0x{kdf_id:04x}, AEAD 0x{aead_id:04x}")
+    kdf = _Kdf(kdf_id, b"HPKE" + struct.pack(">HHH", kem_id, kdf_id, aead_id))
+    psk_id_hash = kdf.extract(b"", b"psk_id_hash", b"")  # base mode: no PSK, empty psk_id
+    info_hash = kdf.extract(b"", b"info_hash", info)
+    return kdf, bytes((_MODE_BASE,)) + psk_id_hash + info_hash
+
+
 def key_schedule(
     kem_id: int, kdf_id: int, aead_id: int, shared_secret: bytes, info: bytes
 ) -> tuple[Context, bytes, bytes, bytes]:
@@ -121,13 +134,8 @@ def key_schedule(
     The three secrets are returned for the published vectors' sake; callers other
     than tests use only the context.
     """
-    if kdf_id not in KDFS or aead_id not in AEADS:
-        raise UnsupportedSuite(f"no HPKE key schedule for KDF 0x{kdf_id:04x}, AEAD 0x{aead_id:04x}")
-    kdf = _Kdf(kdf_id, b"HPKE" + struct.pack(">HHH", kem_id, kdf_id, aead_id))
+    kdf, context = _schedule_context(kem_id, kdf_id, aead_id, bytes(info))
     nk, nn, _ = AEADS[aead_id]
-    psk_id_hash = kdf.extract(b"", b"psk_id_hash", b"")
-    info_hash = kdf.extract(b"", b"info_hash", info)
-    context = bytes((_MODE_BASE,)) + psk_id_hash + info_hash
     secret = kdf.extract(shared_secret, b"secret", b"")  # psk = "" in base mode
     key = kdf.expand(secret, b"key", context, nk)
     base_nonce = kdf.expand(secret, b"base_nonce", context, nn)

@@ -16,6 +16,7 @@ Secrets stay in memory: no export method, redacted repr, no pickling.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import struct
@@ -80,6 +81,7 @@ def derive_seed(ikm: bytes) -> bytes:
     return hashlib.shake_256(labeled).digest(SEED_SIZE)
 
 
+@functools.lru_cache(maxsize=256)
 def _split_public_key(public_key: bytes) -> tuple[MLKEM768PublicKey, X25519PublicKey, bytes]:
     if len(public_key) != PUBLIC_KEY_SIZE:
         raise MalformedKeyConfig(
@@ -98,7 +100,7 @@ def _split_public_key(public_key: bytes) -> tuple[MLKEM768PublicKey, X25519Publi
 
 def encapsulate(public_key: bytes) -> tuple[bytes, bytes]:
     """``(shared_secret, enc)`` for a 1216-byte public key, with fresh randomness."""
-    pk_m, pk_x_obj, pk_x = _split_public_key(public_key)
+    pk_m, pk_x_obj, pk_x = _split_public_key(bytes(public_key))
     ss_m, ct_m = pk_m.encapsulate()
     ephemeral = X25519PrivateKey.generate()
     ct_x = ephemeral.public_key().public_bytes_raw()

@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sealgate.protocol import dhkem
 from sealgate.protocol.errors import (
     DecryptionFailed,
     MalformedEncapsulation,
@@ -361,3 +362,18 @@ def test_an_altered_hybrid_candidate_is_refused(offset: int) -> None:
     altered = MultiHeader((replace(candidate, enc=bytes(enc)),))
     with pytest.raises(DecryptionFailed):
         _multi_enclave(0).push(altered.to_bytes() + sealer.seal_final(b"x"))
+
+
+def test_cryptography_dhkem_x25519_matches_rfc9180(vectors: Path) -> None:
+    """The benchmark's classical alternative: DHKEM(X25519) + this key schedule, on RFC 9180."""
+    cases = json.loads((vectors / "hpke" / "rfc9180_base_x25519.json").read_text())["vectors"]
+    for v in cases:
+        ephemeral = X25519PrivateKey.from_private_bytes(bytes.fromhex(v["skEm"]))
+        shared_secret, enc = dhkem.encapsulate(bytes.fromhex(v["pkRm"]), ephemeral)
+        assert (enc.hex(), shared_secret.hex()) == (v["enc"], v["shared_secret"])
+        recipient = X25519PrivateKey.from_private_bytes(bytes.fromhex(v["skRm"]))
+        assert dhkem.decapsulate(enc, recipient) == shared_secret
+    with pytest.raises(MalformedEncapsulation):
+        dhkem.decapsulate(bytes(31), recipient)
+    with pytest.raises(MalformedEncapsulation):
+        dhkem.decapsulate(bytes(32), recipient)  # the all-zero point is low-order
