@@ -198,6 +198,12 @@ def _plaintext_path(value: str) -> tuple[str, str]:
     help="How long a replaced key keeps decrypting.",
 )
 @click.option(
+    "--post-quantum-keys/--no-post-quantum-keys",
+    default=True,
+    show_default=True,
+    help="Make an MLKEM768-X25519 key beside each X25519 key (the SDK prefers it).",
+)
+@click.option(
     "--allow-plaintext",
     "plaintext",
     multiple=True,
@@ -259,6 +265,7 @@ def enclave(
     demo_token_delay: float,
     rotate_keys_every: float | None,
     key_grace: float,
+    post_quantum_keys: bool,
     plaintext: tuple[str, ...],
     tls_public_key: Path | None,
     max_concurrent: int,
@@ -308,6 +315,7 @@ def enclave(
         max_buffered_body_bytes=max_buffered_body_bytes,
         rotate_keys_every=rotate_keys_every,
         key_grace=key_grace,
+        post_quantum_keys=post_quantum_keys,
     )
     built = create_app(
         backend, chosen, config, tls_key_hash=_tls_key_hash(tls_public_key), gpu_source=gpus
@@ -318,6 +326,8 @@ def enclave(
     for name, value in (gpus.describe() if gpus is not None else {}).items():
         click.echo(f"{name}: {value}")
     click.echo(f"key: {built.keyring.current.fingerprint}")
+    if built.keyring.current_hybrid is not None:
+        click.echo(f"post-quantum key: {built.keyring.current_hybrid.fingerprint}")
     click.echo(f"engine: {chosen.description}")
     click.echo(f"listening: {_url(sock)}")
     server = uvicorn.Server(
