@@ -57,6 +57,11 @@ def policy_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )
     @click.option("--fresh-nonce", is_flag=True, help="Require evidence over a fresh nonce.")
     @click.option(
+        "--require-post-quantum",
+        is_flag=True,
+        help="Refuse enclaves that bind no post-quantum (MLKEM768-X25519) key.",
+    )
+    @click.option(
         "--max-age",
         type=float,
         default=600.0,
@@ -82,6 +87,7 @@ def policy_options(command: Callable[..., Any]) -> Callable[..., Any]:
         measurements: tuple[str, ...],
         allow_any_measurement: bool,
         fresh_nonce: bool,
+        require_post_quantum: bool,
         max_age: float,
         gpus: int | None,
         gpu_min_driver: str | None,
@@ -89,7 +95,12 @@ def policy_options(command: Callable[..., Any]) -> Callable[..., Any]:
         **kwargs: Any,
     ) -> Any:
         policy = build_policy(
-            software_roots, measurements, allow_any_measurement, fresh_nonce, max_age
+            software_roots,
+            measurements,
+            allow_any_measurement,
+            fresh_nonce,
+            max_age,
+            require_post_quantum=require_post_quantum,
         )
         gpu = GpuPolicy(
             count=gpus,
@@ -108,6 +119,8 @@ def build_policy(
     allow_any_measurement: bool = False,
     fresh_nonce: bool = False,
     max_age: float | None = 600.0,
+    *,
+    require_post_quantum: bool = False,
 ) -> Policy:
     """The policy the options describe (hardware only unless a software root is given)."""
     try:
@@ -124,6 +137,7 @@ def build_policy(
         max_age=max_age,
         require_fresh_nonce=fresh_nonce,
         allow_any_measurement=allow_any_measurement,
+        require_post_quantum=require_post_quantum,
     )
 
 

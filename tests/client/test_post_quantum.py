@@ -169,3 +169,9 @@ def test_verify_shows_which_kem_each_enclave_offers(fleet: Any) -> None:
     assert "(MLKEM768-X25519)" in table.output and "(X25519)" in table.output
     assert "post-quantum key: yes" in table.output
     assert "post-quantum key: no (X25519 only)" in table.output
+    strict = runner.invoke(main, ["verify", gw.url, "--json", "--require-post-quantum", *args])
+    assert strict.exit_code == 1, strict.output
+    by_pq = {e["post_quantum"]: e for e in json.loads(strict.output)["enclaves"]}
+    assert by_pq[True]["ok"]
+    failed = [s for s in by_pq[False]["steps"] if not s["ok"]]
+    assert [s["name"] for s in failed] == ["post-quantum key"]
