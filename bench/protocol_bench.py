@@ -115,15 +115,15 @@ def run_post_quantum() -> tuple[dict[str, dict[str, float]], dict[str, int]]:
         seals[name], opens[name] = seal, open_
 
     results: dict[str, dict[str, float]] = {}
-    s, b = compare(seals["hybrid"], seals["x25519"], number=300)
+    s, b = compare(seals["hybrid"], seals["x25519"], number=200, rounds=9)
     results["native seal (1 KiB): MLKEM768-X25519 vs X25519"] = {"subject": s, "floor": b}
-    s, b = compare(opens["hybrid"], opens["x25519"], number=300)
+    s, b = compare(opens["hybrid"], opens["x25519"], number=200, rounds=9)
     results["native open (1 KiB): MLKEM768-X25519 vs X25519"] = {"subject": s, "floor": b}
 
     def both(kind: str) -> Callable[[], None]:
         return lambda: (seals[kind](), opens[kind]())
 
-    s, b = compare(both("hybrid"), both("x25519"), number=200)
+    s, b = compare(both("hybrid"), both("x25519"), number=150, rounds=9)
     results["native seal+open: MLKEM768-X25519 vs X25519"] = {"subject": s, "floor": b}
 
     # The classical seal itself, on pyhpke and on cryptography's HMAC, vs the KEM's floor.
@@ -147,11 +147,11 @@ def run_post_quantum() -> tuple[dict[str, dict[str, float]], dict[str, int]]:
         context, *_ = key_schedule(0x647A, 0x0001, 0x0002, shared_secret, info)
         context.seal(body, b"")
 
-    s, b = compare(hybrid_seal, cryptography_seal, number=300)
+    s, b = compare(hybrid_seal, cryptography_seal, number=200, rounds=9)
     results["seal, both on one schedule: MLKEM768-X25519 vs X25519"] = {"subject": s, "floor": b}
-    s, b = compare(seals["x25519"], x25519_floor, number=300)
+    s, b = compare(seals["x25519"], x25519_floor, number=200, rounds=9)
     results["X25519 native seal (pyhpke) vs X25519 keygen+exchange"] = {"subject": s, "floor": b}
-    s, b = compare(cryptography_seal, x25519_floor, number=300)
+    s, b = compare(cryptography_seal, x25519_floor, number=200, rounds=9)
     results["X25519 seal (cryptography schedule) vs keygen+exchange"] = {"subject": s, "floor": b}
     return results, wires
 
