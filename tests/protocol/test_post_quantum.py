@@ -228,6 +228,17 @@ def test_any_bit_flip_in_a_hybrid_request_is_refused(
 
 
 @SETTINGS
+@given(CHUNKS, st.binary(max_size=300), st.data())
+def test_truncated_hybrid_requests_never_open(
+    chunks: list[bytes], final: bytes, data: st.DataObject
+) -> None:
+    wire = b"".join(_request(chunks, final))
+    cut = data.draw(st.integers(0, len(wire) - 1))
+    with pytest.raises(ProtocolError):
+        _open_request(wire[:cut], [])
+
+
+@SETTINGS
 @given(CHUNKS, st.binary(max_size=300), st.binary(max_size=300))
 def test_hybrid_responses_round_trip(chunks: list[bytes], final: bytes, request: bytes) -> None:
     sealer = ChunkedRequestSealer(CONFIG)
