@@ -388,3 +388,14 @@ def test_cryptography_dhkem_x25519_matches_rfc9180(vectors: Path) -> None:
         dhkem.decapsulate(bytes(31), recipient)
     with pytest.raises(MalformedEncapsulation):
         dhkem.decapsulate(bytes(32), recipient)  # the all-zero point is low-order
+
+
+@pytest.mark.parametrize(
+    "public_key",
+    [b"\xff" * PUBLIC_KEY_SIZE, CONFIG.public_key[:1184] + bytes(32)],
+    ids=["ml-kem-coefficients-out-of-range", "x25519-low-order"],
+)
+def test_sealing_to_an_invalid_hybrid_public_key_is_refused(public_key: bytes) -> None:
+    config = KeyConfig(1, KEM_MLKEM768_X25519, public_key, CONFIG.suites)
+    with pytest.raises(MalformedEncapsulation, match="cannot encapsulate"):
+        ChunkedRequestSealer(config)
