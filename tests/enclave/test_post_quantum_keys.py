@@ -1,4 +1,4 @@
-"""The enclave's key pairs: a hybrid MLKEM768-X25519 key beside each X25519 key, bound and rotated."""
+"""Enclave key pairs: an MLKEM768-X25519 key beside each X25519 key, bound and rotated."""
 
 from __future__ import annotations
 
