@@ -175,3 +175,20 @@ def test_verify_shows_which_kem_each_enclave_offers(fleet: Any) -> None:
     assert by_pq[True]["ok"]
     failed = [s for s in by_pq[False]["steps"] if not s["ok"]]
     assert [s["name"] for s in failed] == ["post-quantum key"]
+
+
+def test_after_a_rotation_the_sdk_moves_to_the_new_hybrid_key(fleet: Any) -> None:
+    tamperer, policy, built = _setup(fleet, EnclaveConfig(key_grace=0))
+    try:
+        seen = _record(tamperer)
+        with SecureClient(tamperer.url, policy) as secure, secure.httpx_client() as http:
+            assert http.post("/v1/chat/completions", json=CHAT).status_code == 200
+            old = built.keyring.current_hybrid
+            built.rotate_keys()  # grace 0: the old pair no longer decrypts
+            new = built.keyring.current_hybrid
+            assert old is not None and new is not None and new.fingerprint != old.fingerprint
+            assert http.post("/v1/chat/completions", json=CHAT).status_code == 200
+        # first request, the one refused with 422 under the old key, then the re-sealed one
+        assert [key_id for key_id, _ in seen] == [old.fingerprint, old.fingerprint, new.fingerprint]
+    finally:
+        tamperer.close()
