@@ -15,7 +15,7 @@ from sealgate.client.errors import PostQuantumModeRequired, PostQuantumUnavailab
 from sealgate.client.native import OHTTP
 from sealgate.enclave import EnclaveConfig
 from sealgate.gateway import Discovery
-from sealgate.protocol.modes import EHBP, SEALGATE
+from sealgate.protocol.modes import EHBP
 from sealgate.protocol.ohttp import RequestHeader
 from sealgate.protocol.suites import KEM_MLKEM768_X25519, KEM_X25519_HKDF_SHA256
 from starlette.requests import Request
@@ -107,7 +107,7 @@ def test_require_post_quantum_refuses_an_enclave_without_a_hybrid_key(fleet: Any
         tamperer.close()
 
 
-@pytest.mark.parametrize("mode", [SEALGATE, EHBP], ids=["body-only", "ehbp"])
+@pytest.mark.parametrize("mode", [EHBP, "ehbp"], ids=["object", "name"])
 def test_require_post_quantum_refuses_modes_that_cannot_use_it(fleet: Any, mode: Any) -> None:
     tamperer, policy, _ = _setup(fleet)
     try:
@@ -119,13 +119,13 @@ def test_require_post_quantum_refuses_modes_that_cannot_use_it(fleet: Any, mode:
         with pytest.raises(PostQuantumModeRequired, match="native mode"):
             _chat(tamperer.url, strict, mode=mode)
         # The fleet refuses too, for transports built on it directly.
-        fleet = Fleet(tamperer.url, strict)
+        view = Fleet(tamperer.url, strict)
         try:
             with pytest.raises(PostQuantumModeRequired):
-                fleet.choose()
-            assert fleet.choose(post_quantum=True)[1].post_quantum
+                view.choose()
+            assert view.choose(post_quantum=True)[1].post_quantum
         finally:
-            fleet.close()
+            view.close()
         assert seen == []
     finally:
         tamperer.close()
