@@ -73,25 +73,25 @@ class _Kdf:
 class Context:
     """An HPKE encryption context (RFC 9180 §5.2, §5.3): both roles, one sequence number."""
 
-    __slots__ = ("_aead", "_exporter_secret", "_kdf", "_nn", "_nonce", "_seq")
+    __slots__ = ("_aead", "_exporter_secret", "_kdf", "_nn", "_nonce", "_sequence")
 
     def __init__(self, kdf: _Kdf, aead_id: int, key: bytes, base_nonce: bytes, exporter: bytes):
         _, nn, aead = AEADS[aead_id]
         self._aead = aead(key)
         self._nonce = int.from_bytes(base_nonce, "big")
         self._nn = nn
-        self._seq = 0
+        self._sequence = 0
         self._kdf = kdf
         self._exporter_secret = exporter
 
     def _next_nonce(self) -> bytes:
-        if self._seq >= (1 << (8 * self._nn)) - 1:
+        if self._sequence >= (1 << (8 * self._nn)) - 1:
             raise SequenceOverflow("HPKE sequence number exhausted (RFC 9180 §5.2)")
-        return (self._nonce ^ self._seq).to_bytes(self._nn, "big")
+        return (self._nonce ^ self._sequence).to_bytes(self._nn, "big")
 
     def seal(self, pt: bytes, aad: bytes = b"") -> bytes:
         ct = self._aead.encrypt(self._next_nonce(), pt, aad)
-        self._seq += 1
+        self._sequence += 1
         return ct
 
     def open(self, ct: bytes, aad: bytes = b"") -> bytes:
@@ -100,7 +100,7 @@ class Context:
             pt = self._aead.decrypt(self._next_nonce(), ct, aad)
         except InvalidTag:
             raise DecryptionFailed("HPKE ciphertext failed authentication") from None
-        self._seq += 1
+        self._sequence += 1
         return pt
 
     def export(self, exporter_context: bytes, length: int) -> bytes:
