@@ -21,6 +21,7 @@ from .errors import (
 )
 from .fleet import Fleet, VerifiedEnclave
 from .models import UnknownModel
+from .native import AsyncNativeTransport, NativeTransport
 from .policy import ExpectedMeasurement, GpuPolicy, Policy, SnpPolicy, TdxPolicy
 from .session import SecureClient
 from .transport import ENCLAVE_HEADER, AsyncSealgateTransport, SealgateTransport
@@ -29,6 +30,7 @@ from .verify import PlatformEvidence, VerifiedDocument, register, verify_documen
 
 __all__ = [
     "ENCLAVE_HEADER",
+    "AsyncNativeTransport",
     "AsyncSealgateTransport",
     "EnclaveError",
     "ExpectedMeasurement",
@@ -37,6 +39,7 @@ __all__ = [
     "ForwardingFailed",
     "GatewayError",
     "GpuPolicy",
+    "NativeTransport",
     "NoVerifiedEnclave",
     "PlatformEvidence",
     "Policy",
