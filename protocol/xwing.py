@@ -61,7 +61,7 @@ def _expand(seed: bytes) -> tuple[MLKEM768PrivateKey, X25519PrivateKey]:
         mlkem = MLKEM768PrivateKey.from_seed_bytes(expanded[:64])
     except UnsupportedAlgorithm as exc:  # pragma: no cover - depends on the OpenSSL build
         raise UnsupportedSuite(
-            "this build of 'cryptography' has no ML-KEM-768: install cryptography>=47 wheels"
+            "this build of 'cryptography' has no ML-KEM-768: install cryptography>=48 wheels"
         ) from exc
     return mlkem, X25519PrivateKey.from_private_bytes(expanded[64:])
 
