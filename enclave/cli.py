@@ -175,7 +175,9 @@ def _plaintext_path(value: str) -> tuple[str, str]:
     multiple=True,
     metavar="NAME",
     help="A model the engine serves (repeatable). Part of the measured engine configuration: "
-    "clients route a model only to enclaves whose evidence (or release) names it.",
+    "clients route a model only to enclaves whose evidence (or release) names it. The "
+    "engine's GET /v1/models must list it: the enclave refuses to start otherwise, and "
+    "reports unhealthy while it cannot tell.",
 )
 @click.option(
     "--demo-token-delay",
@@ -316,6 +318,7 @@ def enclave(
         rotate_keys_every=rotate_keys_every,
         key_grace=key_grace,
         post_quantum_keys=post_quantum_keys,
+        models=models,
     )
     built = create_app(
         backend, chosen, config, tls_key_hash=_tls_key_hash(tls_public_key), gpu_source=gpus
