@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -86,8 +85,8 @@ def write_tiny_llama(
 
     The vocabulary is byte-level BPE (``tokenizer.ggml.model = "gpt2"``): 256 byte tokens,
     a few merged tokens (llama.cpp refuses a BPE vocabulary without merges), and control
-    tokens for BOS and EOS. The output projection has zero rows for BOS, EOS and every
-    byte outside printable ASCII, so with the server's default top-k sampling the model
+    tokens for BOS and EOS. The output projection has zero rows for BOS, EOS, ``<`` and
+    every byte outside printable ASCII, so under greedy or top-k sampling the model
     streams printable text, one token per event, until ``max_tokens``.
     """
     import gguf
@@ -134,6 +133,9 @@ def write_tiny_llama(
     output = weights(n_vocab, n_embd, scale=1.0)
     keep = np.zeros(n_vocab, dtype=bool)
     keep[0x20:0x7F] = True  # printable ASCII bytes
+    # Never "<": the chat format's stop string starts with it, and a server holds back
+    # text that might begin a stop string, which would merge two tokens into one event.
+    keep[ord("<")] = False
     keep[256 : n_vocab - 2] = True  # the merged tokens
     output[~keep] = 0.0
     writer.add_tensor("output.weight", output)
@@ -152,11 +154,6 @@ def write_tiny_llama(
     writer.write_tensors_to_file()
     writer.close()
     return TinyLlama(path, n_vocab, bos_id, eos_id, context_length)
-
-
-# llama.cpp prints its counters after every completion (verbose models): tokens decoded
-# one at a time since the model was loaded ("eval time = ... / N runs").
-_EVAL_RUNS = re.compile(r"llama_perf_context_print:\s+eval time =.*?/\s*(\d+) runs")
 
 
 @dataclass
@@ -211,10 +208,11 @@ class LlamaServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def eval_runs(self) -> int:
-        """Tokens llama.cpp decoded one by one so far, as of its latest counter print."""
-        runs = _EVAL_RUNS.findall(self.log())
-        return int(runs[-1]) if runs else 0
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the engine process has used (Linux ``/proc``)."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def kill(self) -> None:
         """Stop the engine at once (SIGKILL), as a crash would."""

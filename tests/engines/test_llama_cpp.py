@@ -133,15 +133,14 @@ def test_context_length_exceeded_is_the_engines_400_sealed(through_sealgate: Sea
 
 
 def test_the_engine_going_away_mid_stream_is_a_typed_error(fleet, own_llama: LlamaServer):
-    sealed = sealed_llama(fleet, own_llama, engine_check_interval=0.2)
+    sealed = sealed_llama(fleet, own_llama)
     request = {"model": CHAT_MODEL, "messages": MESSAGES, "max_tokens": 3000, "stream": True}
     with SecureClient(sealed.gateway.url, sealed.policy, timeout=60) as secure:
         client = secure.openai(max_retries=0)
-        stream = client.chat.completions.create(**request)
-        events = iter(stream)
+        events = iter(client.chat.completions.create(**request))
         for _ in range(5):
             next(events)
-        own_llama.kill()
+        own_llama.kill()  # SIGKILL: the engine's connections drop mid-stream
         with pytest.raises(ResponseIntegrityError, match="final chunk"):
             for _ in events:
                 pass
@@ -150,9 +149,7 @@ def test_the_engine_going_away_mid_stream_is_a_typed_error(fleet, own_llama: Lla
             client.chat.completions.create(model=CHAT_MODEL, messages=MESSAGES, max_tokens=4)
     assert unreachable.value.status_code == 502
     assert "unreachable" in unreachable.value.response.text
-    # And both enclaves report unhealthy at their next engine check.
-    for enclave in fleet.enclaves:
-        _wait_for(lambda e=enclave: httpx.get(e.url + "/healthz").status_code == 503, "503")
+    assert unreachable.value.response.headers[ENCLAVE_HEADER]
 
 
 def test_a_client_leaving_mid_stream_stops_the_engine(through_sealgate: SealedLlama):
@@ -161,23 +158,27 @@ def test_a_client_leaving_mid_stream_stops_the_engine(through_sealgate: SealedLl
     with SecureClient(through_sealgate.gateway.url, through_sealgate.policy) as secure:
         client = secure.openai(max_retries=0)
         client.chat.completions.create(**request, max_tokens=4)  # loads the chat model
-        before = engine.eval_runs()
         disconnects = engine.log().count("Disconnected from client")
-        stream = client.chat.completions.create(**request, max_tokens=3000, stream=True)
+        # Nearly the whole context: minutes of decoding, were the engine to go on.
+        stream = client.chat.completions.create(**request, max_tokens=3900, stream=True)
         received = 0
         for chunk in stream:
             received += bool(chunk.choices and chunk.choices[0].delta.content)
             if received == 5:
                 break
-        stream.close()  # the client leaves after 5 of 3000 tokens
-        # The engine's own log: its server noticed the closed connection ...
+        stream.close()  # the client leaves after 5 tokens
+        # The engine's own log: its server noticed the closed connection and left its
+        # generation loop (it prints this on the way out) ...
         _wait_for(lambda: engine.log().count("Disconnected from client") > disconnects, "log")
-        # ... and its decode counter (printed after the next completion) shows it stopped:
-        # llama.cpp decoded far fewer than the 3000 tokens asked for. llama-cpp-python runs
-        # one completion at a time, so this one also waited for the abandoned one to end.
-        client.chat.completions.create(**request, max_tokens=4)
-    decoded = engine.eval_runs() - before
-    assert 5 <= decoded < 600, decoded
+        # ... and the engine process is idle from then on: no decoding in the background.
+        # (Decoding takes a whole core; an idle server, next to nothing.)
+        before = engine.cpu_seconds()
+        time.sleep(1.0)
+        assert engine.cpu_seconds() - before < 0.3
+        # The engine is free: llama-cpp-python runs one completion at a time, and the
+        # next one is answered in full.
+        after = client.chat.completions.create(**request, max_tokens=4)
+    assert after.usage.completion_tokens == 4
 
 
 def test_the_enclave_refuses_to_start_without_the_claimed_model(llama: LlamaServer):
@@ -191,8 +192,8 @@ def test_the_enclave_refuses_to_start_without_the_claimed_model(llama: LlamaServ
     )
     assert refused.returncode != 0
     output = refused.stdout + refused.stderr
-    assert "does not serve llama-3-70b" in output and f"serves: {CHAT_MODEL}" in output
-    assert "did not start" in output
+    assert f"does not serve llama-3-70b (it serves: {CHAT_MODEL}, {EMBEDDING_MODEL})" in output
+    assert "Traceback" not in output  # one line that says what to do
 
     started = subprocess.Popen(
         [*command, "--model", CHAT_MODEL],
