@@ -12,13 +12,18 @@ at the engine: their time to first token includes waiting for the others. The de
 model is small but not tiny (hundreds of tokens/s here); ``--tiny`` uses the test suite's
 width-64 model, thousands of tokens/s, a worst case for per-token overhead.
 
-Run: ``python bench/engine_bench.py [--rounds 5] [--tokens 128] [--tiny] [--json]``
+With two or more cores the engine is pinned to one core and sealgate, with the load
+generator, to the rest (``--shared-cores`` turns that off): on a CPU-only machine the
+engine otherwise competes with sealgate for the same cores, which a GPU engine does not.
+
+Run: ``python bench/engine_bench.py [--rounds 5] [--tokens 128] [--tiny] [--shared-cores] [--json]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -109,12 +114,26 @@ def _summary(samples: list[dict[str, float]]) -> dict[str, float]:
     }
 
 
-def run(rounds: int, tokens: int, tiny: bool) -> dict[str, object]:
+def _pin(cpus: set[int] | None) -> None:
+    """Run this process, and every process it starts from now on, on ``cpus``."""
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
+
+
+def run(rounds: int, tokens: int, tiny: bool, pin: bool) -> dict[str, object]:
     shape = {} if tiny else {"n_embd": 512, "n_layer": 8, "n_head": 8, "n_ff": 1536}
+    everything = os.sched_getaffinity(0)
+    # --pin: the engine on the first core, sealgate and the load generator on the others,
+    # as an engine on its own accelerator would be; otherwise all share every core.
+    engine_cpus = {min(everything)} if pin else None
+    sealgate_cpus = (everything - {min(everything)}) if pin else None
     with tempfile.TemporaryDirectory(prefix="sealgate-engine-bench-") as tmp:
         model = write_tiny_llama(Path(tmp) / "model.gguf", **shape)  # type: ignore[arg-type]
+        _pin(engine_cpus)
+        engine = LlamaServer(model, Path(tmp) / "server.log", n_ctx=2048).start()
+        _pin(sealgate_cpus)
         with (
-            LlamaServer(model, Path(tmp) / "server.log", n_ctx=2048) as engine,
+            engine,
             DemoFleet(2, upstream=engine.url) as fleet,
             SecureClient(fleet.gateway_url, fleet.policy()) as native,
             SecureClient(fleet.gateway_url, fleet.policy(), mode=EHBP) as ehbp,
@@ -147,7 +166,12 @@ def run(rounds: int, tokens: int, tiny: bool) -> dict[str, object]:
             mode = by_mode[name]
             mode["tokens_s_ratio"] = mode["tokens_s"] / direct["tokens_s"]
             mode["added_ttft_p50_ms"] = mode["ttft_p50_ms"] - direct["ttft_p50_ms"]
-    return {"model": "tiny" if tiny else "small", "tokens": tokens, "by_concurrency": results}
+    return {
+        "model": "tiny" if tiny else "small",
+        "tokens": tokens,
+        "pinned": pin,
+        "by_concurrency": results,
+    }
 
 
 def main() -> None:
@@ -155,20 +179,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--tiny", action="store_true", help="the test suite's width-64 model")
+    parser.add_argument(
+        "--shared-cores",
+        action="store_true",
+        help="do not pin the engine to a core of its own (the default with 2+ cores)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    pin = not args.shared_cores and len(os.sched_getaffinity(0)) >= 2
     reason = missing_engine()
     if reason is not None:
         result: dict[str, object] = {"skipped": reason}
     else:
-        result = run(args.rounds, args.tokens, args.tiny)
+        result = run(args.rounds, args.tokens, args.tiny, pin)
     if args.json:
         print(json.dumps(result))
         return
     if "skipped" in result:
         print(f"skipped: {reason}")
         return
-    print(f"model: {result['model']}, {result['tokens']} tokens per stream, greedy")
+    where = "engine pinned to its own core" if result["pinned"] else "all on shared cores"
+    print(f"model: {result['model']}, {result['tokens']} tokens per stream, greedy, {where}")
     for concurrency, by_mode in result["by_concurrency"].items():  # type: ignore[attr-defined]
         for name, r in by_mode.items():
             extra = ""
