@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -130,36 +131,10 @@ def run(rounds: int, tokens: int, tiny: bool, pin: bool) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="sealgate-engine-bench-") as tmp:
         model = write_tiny_llama(Path(tmp) / "model.gguf", **shape)  # type: ignore[arg-type]
         _pin(engine_cpus)
-        engine = LlamaServer(model, Path(tmp) / "server.log", n_ctx=2048).start()
-        _pin(sealgate_cpus)
-        with (
-            engine,
-            DemoFleet(2, upstream=engine.url) as fleet,
-            SecureClient(fleet.gateway_url, fleet.policy()) as native,
-            SecureClient(fleet.gateway_url, fleet.policy(), mode=EHBP) as ehbp,
-        ):
-            native.verify()
-            ehbp.verify()
-            makers = {
-                "direct": lambda: httpx.Client(base_url=engine.url, timeout=300),
-                "native": lambda: native.httpx_client(timeout=300),
-                "ehbp": lambda: ehbp.httpx_client(timeout=300),
-            }
-            results: dict[str, dict[str, object]] = {}
-            for concurrency in (1, 4):
-                clients = {
-                    name: [make() for _ in range(concurrency)] for name, make in makers.items()
-                }
-                samples: dict[str, list[dict[str, float]]] = {name: [] for name in makers}
-                for name in makers:  # warm: connections, model in memory, prompt cache
-                    _batch(clients[name], 8)
-                for _ in range(rounds):
-                    for name in makers:
-                        samples[name] += _batch(clients[name], tokens)
-                for group in clients.values():
-                    for client in group:
-                        client.close()
-                results[f"{concurrency}"] = {name: _summary(s) for name, s in samples.items()}
+        engine = LlamaServer(model, Path(tmp) / "server.log", n_ctx=2048)
+        with engine:  # started here, under the engine's pinning
+            _pin(sealgate_cpus)
+            results = _measure(engine, rounds, tokens)
     for by_mode in results.values():
         direct = by_mode["direct"]
         for name in ("native", "ehbp"):
@@ -172,6 +147,35 @@ def run(rounds: int, tokens: int, tiny: bool, pin: bool) -> dict[str, object]:
         "pinned": pin,
         "by_concurrency": results,
     }
+
+
+def _measure(engine: LlamaServer, rounds: int, tokens: int) -> dict[str, dict[str, Any]]:
+    with (
+        DemoFleet(2, upstream=engine.url) as fleet,
+        SecureClient(fleet.gateway_url, fleet.policy()) as native,
+        SecureClient(fleet.gateway_url, fleet.policy(), mode=EHBP) as ehbp,
+    ):
+        native.verify()
+        ehbp.verify()
+        makers = {
+            "direct": lambda: httpx.Client(base_url=engine.url, timeout=300),
+            "native": lambda: native.httpx_client(timeout=300),
+            "ehbp": lambda: ehbp.httpx_client(timeout=300),
+        }
+        results: dict[str, dict[str, Any]] = {}
+        for concurrency in (1, 4):
+            clients = {name: [make() for _ in range(concurrency)] for name, make in makers.items()}
+            samples: dict[str, list[dict[str, float]]] = {name: [] for name in makers}
+            for name in makers:  # warm: connections, model in memory, prompt cache
+                _batch(clients[name], 8)
+            for _ in range(rounds):
+                for name in makers:
+                    samples[name] += _batch(clients[name], tokens)
+            for group in clients.values():
+                for client in group:
+                    client.close()
+            results[f"{concurrency}"] = {name: _summary(s) for name, s in samples.items()}
+    return results
 
 
 def main() -> None:

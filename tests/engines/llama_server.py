@@ -184,6 +184,8 @@ class LlamaServer:
         }
 
     def start(self, timeout: float = 120.0) -> LlamaServer:
+        if self.proc is not None:
+            raise RuntimeError("this llama.cpp server was started already")
         config_path = self.log_path.with_suffix(".json")
         config_path.write_text(json.dumps(self.config()))
         with self.log_path.open("wb") as log:
