@@ -2,7 +2,7 @@
 
 Each figure comes from one run that measures both sides (subject and baseline).
 The gateway-vs-nginx row needs ``nginx`` and ``wrk`` (``apt-get install nginx wrk``)
-and is marked skipped without them.
+and is marked skipped without them; the llama.cpp rows need the ``engine-tests`` extra.
 
 Run: ``python bench/run_all.py [--quick] [--output bench/results.md]``
 """
@@ -205,6 +205,31 @@ def main() -> None:
                 "—",
             )
         )
+
+    engine = _run("engine_bench.py", "--rounds", "2" if args.quick else "5")
+    if "skipped" in engine:
+        rows.append(("llama.cpp through sealgate", f"skipped: {engine['skipped']}", "", ""))
+    else:
+        for concurrency, by_mode in engine["by_concurrency"].items():
+            direct = by_mode["direct"]
+            for name, label in (("native", "native mode, padded"), ("ehbp", "EHBP")):
+                r = by_mode[name]
+                rows.append(
+                    (
+                        f"llama.cpp tokens/s per stream, {concurrency} concurrent, {label} vs direct",
+                        f"{r['tokens_s']:.0f}",
+                        f"{direct['tokens_s']:.0f}",
+                        f"{r['tokens_s_ratio']:.3f}x",
+                    )
+                )
+                rows.append(
+                    (
+                        f"llama.cpp time to first token p50, {concurrency} concurrent, {label} vs direct",
+                        f"{r['ttft_p50_ms']:.2f} ms",
+                        f"{direct['ttft_p50_ms']:.2f} ms",
+                        f"{r['added_ttft_p50_ms']:+.2f} ms",
+                    )
+                )
 
     header = (
         f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "

@@ -6,7 +6,8 @@
 * ``GET /.well-known/sealgate-attestation[?nonce=<64 hex>]`` — the attestation document.
 * ``GET /.well-known/ohttp-gateway`` — the key list again (RFC 9540); ``POST`` a
   native-mode request (chunked OHTTP + Binary HTTP, :mod:`sealgate.enclave.native`).
-* ``GET /healthz`` and ``GET /metrics`` — plaintext, no secrets.
+* ``GET /healthz`` and ``GET /metrics`` — plaintext, no secrets. ``/healthz`` answers 503
+  while the engine does not serve every model in ``EnclaveConfig.models``.
 * anything else — decrypted, forwarded to the engine, and the answer encrypted back.
 """
 
@@ -33,6 +34,7 @@ from .attesters import Attester, AttesterError
 from .attesters.gpu import GpuSource
 from .config import EnclaveConfig
 from .engines import Engine
+from .engines.models import EngineModels, MissingModels, check_models
 from .keyring import KeyRing
 from .metrics import EnclaveMetrics
 from .native import GATEWAY_PATH, NativeGateway
@@ -60,6 +62,8 @@ class Enclave:
     proxy: SealedProxy
     #: The native mode's endpoint, with its replay guard (``native.guard``).
     native: NativeGateway
+    #: The latest answer to "does the engine serve the claimed models?".
+    engine_models: EngineModels
 
     def rotate_keys(self) -> None:
         """Rotate now (the previous key keeps decrypting for the grace period)."""
@@ -146,15 +150,18 @@ def create_app(
         )
 
     async def healthz(request: Request) -> Response:
+        models = enclave.engine_models
         return JSONResponse(
             {
-                "status": "ok",
+                "status": "ok" if models.healthy else "unhealthy",
+                "engine": models.to_json(),
                 "platform": attester.platform,
                 "keys": [k.fingerprint for k in keyring.active()],
                 "in_flight": proxy.in_flight,
                 "receiving": proxy.receiving,
                 "load": round(proxy.in_flight / config.max_concurrent_requests, 4),
             },
+            status_code=200 if models.healthy else 503,
             headers={"cache-control": "no-store"},
         )
 
@@ -165,13 +172,16 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await _check_engine(enclave, first=True)  # raises MissingModels: refuse to start
         rotation = asyncio.create_task(_rotation_loop(enclave))
+        checks = asyncio.create_task(_engine_check_loop(enclave))
         try:
             yield
         finally:
-            rotation.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await rotation
+            for task in (rotation, checks):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await engine.aclose()
 
     app = Starlette(
@@ -186,8 +196,49 @@ def create_app(
         ],
         lifespan=lifespan,
     )
-    enclave = Enclave(app, config, keyring, attestation, engine, metrics, proxy, native)
+    enclave = Enclave(
+        app,
+        config,
+        keyring,
+        attestation,
+        engine,
+        metrics,
+        proxy,
+        native,
+        EngineModels(config.models),
+    )
     return enclave
+
+
+async def _check_engine(enclave: Enclave, *, first: bool = False) -> None:
+    """Ask the engine which models it serves; log what changed; refuse a mismatch at start."""
+    config = enclave.config
+    previous = enclave.engine_models
+    result = await check_models(enclave.engine, config.models, config.engine_check_timeout)
+    enclave.engine_models = result
+    if not first and (result.served, result.error) == (previous.served, previous.error):
+        return
+    if result.error is not None:
+        level = logging.ERROR if config.models else logging.WARNING
+        log.log(level, "engine model check failed: %s", result.error)
+    elif result.missing:
+        if first:
+            raise MissingModels(result.missing, result.served)
+        log.error("%s", MissingModels(result.missing, result.served))
+    else:
+        log.info(
+            "engine serves %s; claimed: %s",
+            ", ".join(result.served) or "no models",
+            ", ".join(config.models) or "none",
+        )
+
+
+async def _engine_check_loop(enclave: Enclave) -> None:
+    while True:
+        interval = enclave.config.engine_check_interval
+        # Unhealthy (an engine still loading its model, say): ask again soon.
+        await asyncio.sleep(interval if enclave.engine_models.healthy else min(interval, 1.0))
+        await _check_engine(enclave)
 
 
 async def _rotation_loop(enclave: Enclave) -> None:

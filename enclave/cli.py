@@ -94,6 +94,33 @@ def _plaintext_path(value: str) -> tuple[str, str]:
     return method.upper(), path
 
 
+def _refuse_missing_models(upstream: str, models: tuple[str, ...], timeout: float) -> None:
+    """Exit with a one-line reason when the engine answers but lacks a claimed model.
+
+    The app checks again at start-up (and then periodically); this copy only spares the
+    operator a traceback. An engine that does not answer yet is left to those checks.
+    """
+    import asyncio
+
+    from .engines import HTTPEngine
+    from .engines.models import check_models
+
+    async def check() -> None:
+        engine = HTTPEngine(upstream)
+        try:
+            result = await check_models(engine, models, timeout)
+        finally:
+            await engine.aclose()
+        if result.missing:
+            served = ", ".join(result.served) or "nothing"
+            raise click.ClickException(
+                f"the engine at {upstream} does not serve {', '.join(result.missing)} "
+                f"(it serves: {served}); start the engine with that model or change --model"
+            )
+
+    asyncio.run(check())
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
@@ -175,7 +202,9 @@ def _plaintext_path(value: str) -> tuple[str, str]:
     multiple=True,
     metavar="NAME",
     help="A model the engine serves (repeatable). Part of the measured engine configuration: "
-    "clients route a model only to enclaves whose evidence (or release) names it.",
+    "clients route a model only to enclaves whose evidence (or release) names it. The "
+    "engine's GET /v1/models must list it: the enclave refuses to start otherwise, and "
+    "reports unhealthy while it cannot tell.",
 )
 @click.option(
     "--demo-token-delay",
@@ -316,7 +345,10 @@ def enclave(
         rotate_keys_every=rotate_keys_every,
         key_grace=key_grace,
         post_quantum_keys=post_quantum_keys,
+        models=models,
     )
+    if models and upstream:
+        _refuse_missing_models(upstream, models, config.engine_check_timeout)
     built = create_app(
         backend, chosen, config, tls_key_hash=_tls_key_hash(tls_public_key), gpu_source=gpus
     )

@@ -81,3 +81,11 @@ class EnclaveConfig:
     #: EHBP: pad sealed responses to ``chunk_bucket`` too, in ways Tinfoil's clients pass
     #: through unchanged (SSE comment lines per frame, trailing whitespace after JSON).
     ehbp_padding: bool = True
+    #: Models this enclave claims to serve. The engine's ``GET /v1/models`` must list each
+    #: one: checked at start-up (a mismatch refuses to start) and every
+    #: ``engine_check_interval`` seconds (``/healthz`` answers 503 until a check passes).
+    #: Empty: the engine's models are only logged.
+    models: tuple[str, ...] = ()
+    engine_check_interval: float = 30.0
+    #: Seconds each check may take (the start-up check delays start-up by at most this).
+    engine_check_timeout: float = 5.0
