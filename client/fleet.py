@@ -40,7 +40,7 @@ from sealgate.protocol.errors import ProtocolError
 from sealgate.protocol.keyconfig import KeyConfig
 from sealgate.protocol.suites import KEM_X25519_HKDF_SHA256
 
-from .affinity import affine_choice
+from .affinity import affine_choice, rendezvous_order
 from .errors import (
     EvidenceFormatError,
     FleetUnavailable,
@@ -552,6 +552,40 @@ class Fleet:
                     )
             time.sleep(0.2)
             self.refresh()
+
+    def choose_many(
+        self,
+        count: int,
+        exclude: set[str] | frozenset[str] = frozenset(),
+        *,
+        model: str | None = None,
+        tag: bytes | None = None,
+        post_quantum: bool = False,
+    ) -> list[tuple[VerifiedEnclave, KeyConfig]]:
+        """Up to ``count`` distinct verified, healthy enclaves serving ``model``, best first.
+
+        The first is :meth:`choose`'s pick (so affinity and load spreading are unchanged);
+        the others follow in the tag's rendezvous order, or least loaded first, each with
+        the same kind of key :meth:`choose` picks (its hybrid X-Wing key with
+        ``post_quantum`` when it has one). They are the candidates of a multi-recipient
+        request, in the order the gateway should try.
+        """
+        first = self.choose(exclude, model=model, tag=tag, post_quantum=post_quantum)
+        if count <= 1:
+            return [first]
+        with self._lock:
+            rest = [
+                c
+                for c in self._candidates(set(exclude) | {first[0].id}, post_quantum)
+                if c[0].serves(model) and c[1].fingerprint != first[1].fingerprint
+            ]
+        if tag is not None:
+            order = {e: i for i, e in enumerate(rendezvous_order(tag, [c[0].id for c in rest]))}
+            rest.sort(key=lambda c: order[c[0].id])
+        else:
+            random.shuffle(rest)  # equal loads: spread the second choices too
+            rest.sort(key=lambda c: c[0].load)
+        return [first, *rest[: count - 1]]
 
     def _candidates(
         self, exclude: set[str] | frozenset[str], post_quantum: bool

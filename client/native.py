@@ -38,6 +38,10 @@ from sealgate.protocol.bhttp import (
 )
 from sealgate.protocol.errors import MalformedProblem, ProtocolError
 from sealgate.protocol.keyconfig import KeyConfig
+from sealgate.protocol.multi_header import MAX_CANDIDATES
+from sealgate.protocol.multi_header import MEDIA_TYPE as MULTI_REQUEST_MEDIA_TYPE
+from sealgate.protocol.multi_header import RESPONSE_MEDIA_TYPE as MULTI_RESPONSE_MEDIA_TYPE
+from sealgate.protocol.multi_recipient import MultiRequestSealer, MultiResponseOpener
 from sealgate.protocol.ohttp import (
     CHUNKED_REQUEST_MEDIA_TYPE,
     CHUNKED_RESPONSE_MEDIA_TYPE,
@@ -104,17 +108,36 @@ _DROP_RESPONSE = frozenset({"content-length", "transfer-encoding", "connection",
 
 @dataclass(slots=True)
 class _NativeAttempt:
+    """One sealed request. A multi-recipient one names its ``candidates`` (first =
+    ``enclave``); ``enclave`` and ``key`` become the answering candidate once known."""
+
     enclave: VerifiedEnclave
     key: KeyConfig
-    sealer: ChunkedRequestSealer
+    sealer: ChunkedRequestSealer | MultiRequestSealer
     wire: bytes
     route_tag: bytes | None = None
+    candidates: tuple[tuple[VerifiedEnclave, KeyConfig], ...] = ()
+
+    @property
+    def multi(self) -> bool:
+        return bool(self.candidates)
+
+    def answered_by(self, fingerprint: str) -> None:
+        """Name the candidate that answered (authenticated by the response key)."""
+        for enclave, key in self.candidates:
+            if key.fingerprint == fingerprint:
+                self.enclave, self.key = enclave, key
+                return
+        raise ResponseIntegrityError(  # the opener already refuses non-candidates
+            f"the response names key {fingerprint}, which is not a candidate of this request"
+        )
 
 
 class _Opening:
     """Sans-IO: outer body bytes -> the inner head and content pieces, authenticated."""
 
     def __init__(self, attempt: _NativeAttempt) -> None:
+        self._attempt = attempt
         self._opener = attempt.sealer.response_opener()
         self._decoder = MessageDecoder(request=False)
         self.head: ResponseHead | None = None
@@ -124,7 +147,10 @@ class _Opening:
     def push(self, data: bytes) -> list[bytes]:
         try:
             out: list[bytes] = []
-            for plaintext in self._opener.push(data):
+            opener = self._opener
+            for plaintext in opener.push(data):
+                if isinstance(opener, MultiResponseOpener) and opener.fingerprint is not None:
+                    self._attempt.answered_by(opener.fingerprint)
                 out += self._events(self._decoder.push(plaintext))
             return out
         except ProtocolError as exc:
@@ -177,9 +203,13 @@ class _NativeCore(_Core):
         max_body: int = 64 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
         router: Router | None = None,
+        recipients: int = 3,
         **_ignored: Any,
     ) -> None:
         super().__init__(fleet, max_attempts=max_attempts, max_body=max_body)
+        if not 1 <= recipients <= MAX_CANDIDATES:
+            raise ValueError(f"recipients must be 1..{MAX_CANDIDATES}")
+        self.recipients = recipients
         self.router = router or Router()
         self.clock = clock
         #: Seconds to add to ``clock`` so the enclave accepts our Date (learned from it).
@@ -187,9 +217,10 @@ class _NativeCore(_Core):
 
     def seal_native(self, request: Any, body: bytes, exclude: set[str]) -> _NativeAttempt:
         route = self.router.route(request.method, request.url.path, body)
-        enclave, key = self.fleet.choose(
-            exclude, model=route.model, tag=route.tag, post_quantum=True
+        chosen = self.fleet.choose_many(
+            self.recipients, exclude, model=route.model, tag=route.tag, post_quantum=True
         )
+        enclave, key = chosen[0]
         headers = [
             (name.lower().encode("latin-1"), value.encode("latin-1"))
             for name, value in request.headers.multi_items()
@@ -206,12 +237,27 @@ class _NativeCore(_Core):
             body,
         ).to_bytes()
         message += bytes(padding_to(len(message), DEFAULT_REQUEST_BUCKET))
+        if len(chosen) > 1:
+            multi = MultiRequestSealer([k for _, k in chosen])
+            wire = multi.header + multi.seal_final(message)
+            return _NativeAttempt(enclave, key, multi, wire, route.tag, tuple(chosen))
         sealer = ChunkedRequestSealer(key)
         wire = sealer.header + sealer.seal_final(message)
         return _NativeAttempt(enclave, key, sealer, wire, route.tag)
 
     def outer_request(self, http: ModuleType, request: Any, attempt: _NativeAttempt) -> Any:
         """What the gateway sees: a POST of ciphertext to the well-known gateway resource."""
+        if attempt.multi:  # the gateway reads the candidates from the body's public header
+            return http.Request(
+                "POST",
+                request.url.copy_with(raw_path=GATEWAY_PATH.encode()),
+                headers=[
+                    ("Content-Type", MULTI_REQUEST_MEDIA_TYPE),
+                    *route_tag_header(attempt.route_tag),
+                ],
+                content=attempt.wire,
+                extensions=request.extensions,
+            )
         return http.Request(
             "POST",
             request.url.copy_with(raw_path=GATEWAY_PATH.encode()),
@@ -224,18 +270,29 @@ class _NativeCore(_Core):
             extensions=request.extensions,
         )
 
-    def is_sealed(self, response: Any) -> bool:
+    def is_sealed(self, response: Any, attempt: _NativeAttempt) -> bool:
         """A sealed answer (True), a plaintext refusal (False), or a forgery (raises)."""
         kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if response.status_code == 200 and kind == CHUNKED_RESPONSE_MEDIA_TYPE:
+        expected = MULTI_RESPONSE_MEDIA_TYPE if attempt.multi else CHUNKED_RESPONSE_MEDIA_TYPE
+        if response.status_code == 200 and kind == expected:
             return True
         if 200 <= response.status_code < 300:
             raise ResponseIntegrityError(
                 f"a {response.status_code} answer arrived without a sealed "
-                f"{CHUNKED_RESPONSE_MEDIA_TYPE} body: it is not from an enclave (or was altered "
+                f"{expected} body: it is not from an enclave (or was altered "
                 "in transit); refusing it"
             )
         return False
+
+    def multi_refusal(self, retry: Any, attempt: _NativeAttempt, exclude: set[str]) -> None:
+        """A plaintext refusal of a multi-recipient request: the gateway already offered it
+        to every candidate it could, so none of them is asked again this time."""
+        if not attempt.multi:
+            return
+        if retry.action in ("down", "busy"):
+            exclude.update(e.id for e, _ in attempt.candidates)
+        elif retry.action == "rotated":
+            retry.action = "refresh"  # which candidate refused is not known: re-verify
 
     def inner_retry(
         self, opening: _Opening, pieces: list[bytes], attempt: _NativeAttempt, stale_retried: bool
@@ -434,9 +491,10 @@ class NativeTransport(httpx.BaseTransport):
         for _ in range(core.max_attempts):
             attempt = core.seal_native(request, body, exclude)
             outer = self._inner.handle_request(core.outer_request(self._http, request, attempt))
-            if not core.is_sealed(outer):
+            if not core.is_sealed(outer, attempt):
                 raw = _read_capped(outer)
                 retry = core.refusal(outer.status_code, outer.headers, raw, attempt, exclude)  # type: ignore[arg-type]
+                core.multi_refusal(retry, attempt, exclude)
                 core.apply(retry, attempt)  # type: ignore[arg-type]
                 last = core.exhausted(outer.status_code, retry)
                 if retry.action in ("refresh", "rotated"):
@@ -504,9 +562,10 @@ class AsyncNativeTransport(httpx.AsyncBaseTransport):
             outer = await self._inner.handle_async_request(
                 core.outer_request(self._http, request, attempt)
             )
-            if not core.is_sealed(outer):
+            if not core.is_sealed(outer, attempt):
                 raw = await _aread_capped(outer)
                 retry = core.refusal(outer.status_code, outer.headers, raw, attempt, exclude)  # type: ignore[arg-type]
+                core.multi_refusal(retry, attempt, exclude)
                 await anyio.to_thread.run_sync(core.apply, retry, attempt)  # type: ignore[arg-type]
                 last = core.exhausted(outer.status_code, retry)
                 if retry.action in ("refresh", "rotated"):

@@ -81,6 +81,13 @@ class SecureClient:
     ``cache_affinity=True`` keeps each conversation on one enclave by a routing tag keyed
     with ``affinity_secret`` (random per client when not given; share one per tenant to
     share caches across its clients): see :mod:`.affinity` for what the gateway learns.
+
+    ``recipients`` (native mode; default 3, at most 8): each request is sealed once and
+    its key wrapped to that many verified enclaves serving its model, so the gateway can
+    fail over between them without a round trip back here
+    (:mod:`sealgate.protocol.multi_recipient`). A malicious gateway could then have it
+    executed once per candidate; ``recipients=1`` is plain chunked OHTTP (the
+    standards path) and at-most-once.
     """
 
     def __init__(
@@ -95,6 +102,7 @@ class SecureClient:
         refresh_interval: float = 30.0,
         cache_affinity: bool = False,
         affinity_secret: bytes | None = None,
+        recipients: int = 3,
     ) -> None:
         if mode == EHBP.name:
             mode = EHBP
@@ -123,7 +131,11 @@ class SecureClient:
         if cache_affinity and mode != OHTTP:
             raise ValueError("cache_affinity needs the native mode (mode='ohttp', the default)")
         if mode == OHTTP:  # native mode: secret headers are sealed, so they are always kept
-            self._options = {"max_attempts": max_attempts, "router": routing}
+            self._options = {
+                "max_attempts": max_attempts,
+                "router": routing,
+                "recipients": recipients,
+            }
         self._native = mode == OHTTP
         self.fleet = Fleet(self.gateway_url, policy, refresh_interval=refresh_interval)
 

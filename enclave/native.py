@@ -3,7 +3,9 @@
 The outer request is ``POST /.well-known/ohttp-gateway`` (RFC 9540's name) with
 ``Content-Type: message/ohttp-chunked-req`` (draft-ietf-ohai-chunked-ohttp-08) or
 ``message/ohttp-req`` (RFC 9458 one-shot) and ``Sealgate-Key-Id`` for the gateway's
-routing. Method, target, every application header and the body travel inside, as a
+routing; or sealgate's multi-recipient extension, ``message/sealgate-multi-req``
+(:mod:`sealgate.protocol.multi_recipient`), where ``Sealgate-Key-Id`` names the
+candidate the gateway chose and only that candidate's wrapped key is opened. Method, target, every application header and the body travel inside, as a
 Binary HTTP request (RFC 9292); the answer is always an outer 200 whose sealed body
 holds the real status, headers and content, so the gateway sees neither.
 
@@ -50,6 +52,9 @@ from sealgate.protocol.errors import (
 )
 from sealgate.protocol.hpke import EnclaveKey
 from sealgate.protocol.keyconfig import KeyConfig
+from sealgate.protocol.multi_header import MEDIA_TYPE as MULTI_REQUEST_MEDIA_TYPE
+from sealgate.protocol.multi_header import RESPONSE_MEDIA_TYPE as MULTI_RESPONSE_MEDIA_TYPE
+from sealgate.protocol.multi_recipient import MultiRequestOpener
 from sealgate.protocol.ohttp import (
     CHUNKED_REQUEST_MEDIA_TYPE,
     CHUNKED_RESPONSE_MEDIA_TYPE,
@@ -78,6 +83,11 @@ GATEWAY_PATH = "/.well-known/ohttp-gateway"
 # The enclave returns identity bodies with its own framing; these never go inside.
 #: The key lookup of one request (see :data:`sealgate.protocol.ohttp.KeyLookup`).
 ActiveKeyLike = Callable[[int], "tuple[KeyConfig, EnclaveKey] | None"]
+#: The key lookup of a multi-recipient request, by fingerprint.
+FingerprintLookup = Callable[[str], "tuple[KeyConfig, EnclaveKey] | None"]
+
+#: Outer request kinds: chunked OHTTP, one-shot OHTTP, sealgate multi-recipient.
+CHUNKED, ONE_SHOT, MULTI = "chunked", "one-shot", "multi"
 
 _RESPONSE_DROPPED = HOP_BY_HOP | {b"content-length", b"content-encoding"}
 
@@ -127,6 +137,19 @@ class _ChunkedWriter:
 
     def final(self, data: bytes) -> bytes:
         return self._start() + self._sealer.seal_final(data)
+
+
+class _MultiWriter(_ChunkedWriter):
+    """A multi-recipient response: the answering key's fingerprint, then chunked OHTTP."""
+
+    def __init__(self, prefix: bytes, sealer: ChunkedResponseSealer) -> None:
+        super().__init__(sealer)
+        self._prefix = prefix
+
+    def _start(self) -> bytes:
+        if self._started:
+            return b""
+        return self._prefix + super()._start()
 
 
 class _OneShotWriter:
@@ -213,11 +236,23 @@ def _problem_response(writer: _Writer, refusal: _SealedRefusal, bucket: int) -> 
 class _Inner:
     """Decapsulates and decodes one inner request as its body arrives."""
 
-    def __init__(self, gateway: NativeGateway, chunked: bool, route_key: ActiveKeyLike) -> None:
+    def __init__(
+        self,
+        gateway: NativeGateway,
+        kind: str,
+        route_key: ActiveKeyLike,
+        by_fingerprint: FingerprintLookup,
+    ) -> None:
         self.gateway = gateway
         config = gateway.proxy.config
-        self.chunked = chunked
+        self.kind = kind
+        self.chunked = kind != ONE_SHOT
         self.opener = ChunkedRequestOpener(route_key, max_chunk=config.max_frame_size)
+        self.multi = (
+            MultiRequestOpener(by_fingerprint, max_chunk=config.max_frame_size)
+            if kind == MULTI
+            else None
+        )
         self.one_shot: OneShotServer | None = None
         self._raw = bytearray()
         self.decoder = MessageDecoder(request=True, limits=Limits(max_content=config.max_body_size))
@@ -227,12 +262,17 @@ class _Inner:
 
     @property
     def decapsulated(self) -> bool:
+        if self.multi is not None:
+            return self.multi.candidate is not None
         if self.chunked:
             return self.opener.key_config is not None
         return self.one_shot is not None
 
     @property
     def enc(self) -> bytes:
+        if self.multi is not None:
+            assert self.multi.enc is not None
+            return self.multi.enc
         if self.chunked:
             header = self.opener.header
         else:
@@ -241,6 +281,8 @@ class _Inner:
         return header.enc
 
     def writer(self) -> _Writer:
+        if self.multi is not None:
+            return _MultiWriter(*self.multi.response_sealer())
         if self.chunked:
             return _ChunkedWriter(self.opener.response_sealer())
         assert self.one_shot is not None
@@ -250,12 +292,12 @@ class _Inner:
         if not self.chunked:
             self._raw += chunk  # RFC 9458 one-shot: opened once the body is complete
             return
-        for plaintext in self.opener.push(chunk):
+        for plaintext in (self.multi or self.opener).push(chunk):
             self._decode(plaintext)
 
     def finish(self) -> None:
         if self.chunked:
-            self._decode(self.opener.finish())
+            self._decode((self.multi or self.opener).finish())
         else:
             self.one_shot = OneShotServer(bytes(self._raw), self._route_key)
             self._decode(self.one_shot.request)
@@ -317,8 +359,10 @@ class NativeGateway:
             )
 
     # -- request ----------------------------------------------------------------------
-    def _keys_for(self, scope: Scope, ex: _Exchange) -> ActiveKeyLike:
-        """Key lookup by the 1-byte key id, restricted to ``Sealgate-Key-Id`` when given."""
+    def _keys_for(self, scope: Scope, ex: _Exchange) -> tuple[ActiveKeyLike, FingerprintLookup]:
+        """Key lookups (by the 1-byte key id; by fingerprint for multi-recipient requests),
+        restricted to ``Sealgate-Key-Id`` when given: the enclave opens only the key the
+        gateway routed to, so an unknown key is refused (422) before any body is read."""
         values = [v for k, v in scope["headers"] if k.lower() == b"sealgate-key-id"]
         if len(values) > 1:
             raise _Refused(
@@ -346,19 +390,29 @@ class NativeGateway:
                     return key.config, key.private
             return None
 
-        return lookup
+        def by_fingerprint(fingerprint: str) -> tuple[KeyConfig, EnclaveKey] | None:
+            for key in candidates:
+                if key.fingerprint == fingerprint:
+                    ex.key = key.fingerprint[:16]
+                    return key.config, key.private
+            return None
 
-    def _media_type(self, scope: Scope) -> bool:
-        """True for chunked, False for one-shot; plaintext 415-style refusal otherwise."""
+        return lookup, by_fingerprint
+
+    def _media_type(self, scope: Scope) -> str:
+        """CHUNKED, ONE_SHOT or MULTI; plaintext 415-style refusal otherwise."""
         values = [v for k, v in scope["headers"] if k.lower() == b"content-type"]
         kind = values[0].split(b";")[0].strip().lower().decode("latin-1") if values else ""
         if kind == CHUNKED_REQUEST_MEDIA_TYPE:
-            return True
+            return CHUNKED
         if kind == REQUEST_MEDIA_TYPE:
-            return False
+            return ONE_SHOT
+        if kind == MULTI_REQUEST_MEDIA_TYPE:
+            return MULTI
         raise _Refused(
             PROBLEMS.MALFORMED_REQUEST(
-                f"Content-Type must be {CHUNKED_REQUEST_MEDIA_TYPE} or {REQUEST_MEDIA_TYPE}"
+                f"Content-Type must be {CHUNKED_REQUEST_MEDIA_TYPE}, {REQUEST_MEDIA_TYPE} or "
+                f"{MULTI_REQUEST_MEDIA_TYPE}"
             ),
             "bad_request",
         )
@@ -397,8 +451,10 @@ class NativeGateway:
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, ex: _Exchange) -> None:
         proxy = self.proxy
-        chunked = self._media_type(scope)
-        inner = _Inner(self, chunked, self._keys_for(scope, ex))
+        kind = self._media_type(scope)
+        if kind == MULTI:
+            ex.mode = "multi"
+        inner = _Inner(self, kind, *self._keys_for(scope, ex))
         bucket = proxy.config.chunk_bucket
         try:
             proxy._check_engine_capacity()  # refuse early, before any body is read
@@ -455,7 +511,7 @@ class NativeGateway:
         ex.outcome = refusal.outcome
         ex.status = refusal.problem.status
         body = _problem_response(inner.writer(), refusal, self.proxy.config.chunk_bucket)
-        await _start(send, inner.chunked, ex, len(body))
+        await _start(send, inner.kind, ex, len(body))
         ex.bytes_out += len(body)
         ex.sent_all = True
         await send({"type": "http.response.body", "body": body, "more_body": False})
@@ -481,7 +537,7 @@ class NativeGateway:
             nonlocal outer_started
             if not outer_started:
                 outer_started = True
-                await _start(send, inner.chunked, ex, None)
+                await _start(send, inner.kind, ex, None)
             ex.bytes_out += len(data)
             ex.sent_all = not more
             await send({"type": "http.response.body", "body": data, "more_body": more})
@@ -584,8 +640,15 @@ async def _coalesced(chunks: AsyncIterator[bytes], interval: float) -> AsyncIter
                 await pending
 
 
-async def _start(send: Send, chunked: bool, ex: _Exchange, length: int | None) -> None:
-    media = CHUNKED_RESPONSE_MEDIA_TYPE if chunked else RESPONSE_MEDIA_TYPE
+_RESPONSE_MEDIA = {
+    CHUNKED: CHUNKED_RESPONSE_MEDIA_TYPE,
+    ONE_SHOT: RESPONSE_MEDIA_TYPE,
+    MULTI: MULTI_RESPONSE_MEDIA_TYPE,
+}
+
+
+async def _start(send: Send, kind: str, ex: _Exchange, length: int | None) -> None:
+    media = _RESPONSE_MEDIA[kind]
     headers = [(b"content-type", media.encode()), (b"cache-control", b"no-store")]
     if length is not None:
         headers.append((b"content-length", str(length).encode()))

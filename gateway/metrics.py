@@ -98,6 +98,13 @@ class GatewayMetrics:
             ["enclave"],
             registry=self.registry,
         )
+        self.failovers = Counter(
+            "sealgate_gateway_multi_failovers",
+            "Multi-recipient requests passed to their next candidate, by reason "
+            "(connect_failed, refused_421/422/503: all before the enclave opened them).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.rejected_connections = Counter(
             "sealgate_gateway_rejected_connections",
             "Connections refused at the concurrent-connection limit.",

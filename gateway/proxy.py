@@ -18,6 +18,12 @@ What it does to a request:
   request (bounded) and holds back the response head: if the enclave refuses it with
   EHBP's key-config 422 - sent before anything reached the engine - the copy is
   replayed on another enclave, else the response passes through as usual;
+* multi-recipient requests (``message/sealgate-multi-req``) name their candidate
+  enclaves in a public header at the start of the body: the gateway reads it (bounded),
+  forwards to the first usable candidate with its ``Sealgate-Key-Id``, and with the same
+  bounded copy fails over to the next candidate on a connect failure or a plaintext
+  421/422/503 - answers an enclave gives before it opens the request, so before any
+  processing. A sealed answer or a connection lost after forwarding is never retried;
 * forward the head (minus hop-by-hop headers) and the body as it arrives, with
   backpressure both ways (a full socket buffer pauses reading the other side);
 * pass the enclave's response through byte for byte - status line, headers, body,
@@ -39,6 +45,8 @@ from typing import TYPE_CHECKING, cast
 import httptools
 from sealgate.protocol.errors import ProtocolError
 from sealgate.protocol.modes import EHBP
+from sealgate.protocol.multi_header import MAX_CANDIDATES, MAX_WRAPPED_KEY, MultiHeader
+from sealgate.protocol.multi_header import MEDIA_TYPE as MULTI_MEDIA_TYPE
 from sealgate.protocol.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
 from sealgate.protocol.problem import PROBLEMS, Problem
 
@@ -60,6 +68,12 @@ _SPECIAL = HOP_BY_HOP | {KEY_ID_HEADER, EHBP_KEY_HEADER}
 _WELL_KNOWN = b"/.well-known/"
 _MAX_HELD_RESPONSE = 64 * 1024  # a key-config problem document is far smaller
 _PROBLEM_TYPE = PROBLEM_MEDIA_TYPE.encode()
+_MULTI_TYPE = MULTI_MEDIA_TYPE.encode()
+#: The largest public header of a multi-recipient request (X-Wing's 1120-byte enc).
+_MAX_MULTI_HEADER = 2 + MAX_CANDIDATES * (15 + 1120 + 2 + MAX_WRAPPED_KEY)
+#: Plaintext statuses an enclave answers before opening a multi-recipient request.
+_MULTI_REFUSALS = frozenset({b"421", b"422", b"503"})
+_ROUTE_TAG_HEADER = b"sealgate-route-tag"
 _HIGH_WATER = 256 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: Connection options that name no field the data plane forwards (RFC 9112 9.3, 9.6).
@@ -208,6 +222,9 @@ class Exchange:
         "local",
         "member",
         "method",
+        "multi",
+        "multi_head",
+        "multi_members",
         "outcome",
         "pending",
         "pending_size",
@@ -246,7 +263,10 @@ class Exchange:
         self.ehbp = False  # sealed in EHBP mode (it names no key)
         self.replay: bytearray | None = None  # everything sent upstream, while replayable
         self.held: bytearray | None = None  # response bytes not yet released to the client
-        self.tried: list[Member] = []  # enclaves that refused it with a key-config 422
+        self.tried: list[Member] = []  # enclaves that refused it before processing
+        self.multi: bytearray | None = None  # a multi-recipient body until its header parsed
+        self.multi_head = b""  # its forwarded head, without Sealgate-Key-Id and blank line
+        self.multi_members: list[tuple[Member, str]] = []  # candidates in failover order
         self.bytes_forwarded = 0
         self.request_bytes = 0
         self.response_bytes = 0
@@ -324,6 +344,26 @@ class Exchange:
             forwarded.append(b"transfer-encoding: chunked\r\n")
         elif content_length > 0:
             forwarded.append(b"content-length: %d\r\n" % content_length)
+        multi = any(
+            name.lower() == b"content-type" and value.split(b";")[0].strip().lower() == _MULTI_TYPE
+            for name, value in self.headers
+        )
+        if multi:
+            # The candidates are in the body: route once its public header is read.
+            self.multi = bytearray()
+            self.multi_head = b"".join(
+                f for f in forwarded if f.split(b":", 1)[0].lower() != KEY_ID_HEADER
+            )
+            config = gateway.config
+            if self.chunked or 0 < content_length <= config.ehbp_replay_bytes:
+                self.replay = bytearray()  # the body only: the head differs per candidate
+                self.held = bytearray()
+            if not self.has_body:
+                self.refuse(
+                    PROBLEMS.MALFORMED_REQUEST("a multi-recipient request needs a body"),
+                    "bad_request",
+                )
+            return
         forwarded.append(b"\r\n")
 
         path = b"" if self.key_id else self.url.split(b"?", 1)[0]
@@ -411,11 +451,21 @@ class Exchange:
                 self.response_finished()
             return
         self.send_upstream(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+        if self.multi is not None:
+            self.multi += data
+            self.route_multi()
 
     def request_complete(self) -> None:
         self.done_request = True
         if self.local is None and self.chunked:
             self.send_upstream(b"0\r\n\r\n")
+        if self.multi is not None and self.local is None:  # the body ended inside the header
+            self.fail_multi(
+                PROBLEMS.MALFORMED_REQUEST(
+                    "the multi-recipient request ended inside its candidate header"
+                ),
+                "bad_request",
+            )
         if self.done_response:
             self.finish()
 
@@ -436,6 +486,89 @@ class Exchange:
         self.bytes_forwarded += len(data)
         upstream.write(data)
 
+    # -- multi-recipient routing -------------------------------------------------------
+    def route_multi(self) -> None:
+        """Once the public header is in: order the candidates and start the first."""
+        assert self.multi is not None
+        try:
+            parsed = MultiHeader.parse(self.multi)
+        except ProtocolError as exc:
+            self.fail_multi(PROBLEMS.MALFORMED_REQUEST(exc.message), "bad_request")
+            return
+        if parsed is None:
+            if len(self.multi) > _MAX_MULTI_HEADER:
+                self.fail_multi(
+                    PROBLEMS.MALFORMED_REQUEST("the multi-recipient header is too large"),
+                    "bad_request",
+                )
+            return
+        self.multi = None
+        header, _ = parsed
+        gateway = self.client.gateway
+        known: list[tuple[int, Member, str]] = []
+        down: Member | None = None
+        for rank, candidate in enumerate(header.candidates):
+            route = gateway.fleet.route(candidate.fingerprint)
+            if route.member is None:
+                continue
+            if route.status != RouteStatus.OK:
+                down = down or route.member
+                continue
+            known.append((rank, route.member, candidate.fingerprint))
+        tagged = any(name.lower() == _ROUTE_TAG_HEADER for name, _ in self.headers)
+        # A routing tag: keep the client's (cache-affine) order; else the least loaded first.
+        known.sort(key=lambda k: (k[0],) if tagged else (k[1].in_flight, k[0]))
+        self.multi_members = [(member, fp) for _, member, fp in known]
+        if not self.multi_members:
+            self.member = down
+            if down is None:
+                self.fail_multi(
+                    PROBLEMS.UNKNOWN_KEY(
+                        "no enclave in this fleet holds any of the request's candidate keys; "
+                        "fetch /.well-known/sealgate-fleet again and re-encrypt"
+                    ),
+                    "unknown_key",
+                )
+            else:
+                self.fail_multi(
+                    PROBLEMS.ENCLAVE_UNAVAILABLE(
+                        "every enclave the request names is down; nothing was forwarded"
+                    ),
+                    "enclave_down",
+                )
+            return
+        member, fingerprint = self.multi_members[0]
+        self.member = member
+        self.key_id = fingerprint
+        self.pending.insert(0, self._multi_head(fingerprint))
+        if self.running:
+            self._dispatch(member)
+
+    def _multi_head(self, fingerprint: str) -> bytes:
+        return self.multi_head + KEY_ID_HEADER + b": " + fingerprint.encode() + b"\r\n\r\n"
+
+    def fail_multi(self, problem: Problem, outcome: str) -> None:
+        """Refuse a multi-recipient request before anything was forwarded."""
+        self.multi = None
+        self.pending.clear()
+        self.pending_size = 0
+        self.replay = None
+        self.held = None
+        self.cancelled = True
+        self.refuse(problem, outcome, close=not self.done_request)
+        if self.running:
+            self.client.write(self.local or b"")
+            self.response_finished()
+
+    def next_candidate(self) -> Member | None:
+        """The next multi-recipient candidate to fail over to, or None."""
+        tried = {m.url for m in self.tried}
+        for member, fingerprint in self.multi_members:
+            if member.url not in tried and member.healthy:
+                self.key_id = fingerprint
+                return member
+        return None
+
     # -- starting ----------------------------------------------------------------------
     def start(self) -> None:
         """Become the active exchange of the client connection."""
@@ -454,8 +587,13 @@ class Exchange:
             # interim response cannot land inside one of them (RFC 9110 10.1.1, 15.2.1).
             client.write(_CONTINUE)
         member = self.member
-        assert member is not None
-        upstream = client.gateway.pool.take(member)
+        if member is None:  # a multi-recipient request: routed when its header is in
+            assert not self.multi_members
+            return
+        self._dispatch(member)
+
+    def _dispatch(self, member: Member) -> None:
+        upstream = self.client.gateway.pool.take(member)
         if upstream is not None:
             self.attach(upstream)
         else:
@@ -475,6 +613,8 @@ class Exchange:
             gateway.fleet.fail(member, f"connect failed: {type(exc).__name__}")
             gateway.metrics.connect_failures.labels(member.id).inc()
             if self.client.closed or self.cancelled:
+                return
+            if self.multi_members and self.fail_over("connect_failed"):
                 return
             self.refuse(
                 PROBLEMS.ENCLAVE_UNAVAILABLE("could not reach the enclave; nothing was forwarded"),
@@ -511,10 +651,11 @@ class Exchange:
             self.response_bytes += len(data)
             self.client.write(data)
             return
-        # A replayable request: hold the response until it cannot be a key-config
-        # refusal. Any status but 422 is released at once, so streams are not delayed.
+        # A replayable request: hold the response until it cannot be a refusal before
+        # processing. Any other status is released at once, so streams are not delayed.
         held.extend(data)
-        if (len(held) >= 12 and held[9:12] != b"422") or len(held) > _MAX_HELD_RESPONSE:
+        retried = _MULTI_REFUSALS if self.multi_members else (b"422",)
+        if (len(held) >= 12 and bytes(held[9:12]) not in retried) or len(held) > _MAX_HELD_RESPONSE:
             self.release()
 
     def release(self) -> None:
@@ -535,6 +676,12 @@ class Exchange:
         held, member = self.held, self.member
         assert held is not None and member is not None
         gateway = self.client.gateway
+        if self.multi_members:
+            if not _is_refusal_before_opening(bytes(held), _MULTI_REFUSALS):
+                self.release()
+                return False
+            status = bytes(held[9:12]).decode("latin-1")
+            return self.fail_over(f"refused_{status}")
         self.tried.append(member)
         candidate = None
         if (
@@ -562,6 +709,38 @@ class Exchange:
             self.attach(upstream)
         else:
             asyncio.get_running_loop().create_task(self.connect(candidate))
+        return True
+
+    def fail_over(self, reason: str) -> bool:
+        """Send a multi-recipient request's copy to its next candidate (no client round trip).
+
+        Only for answers given before the enclave opened the request: a connect failure or
+        a plaintext 421/422/503. False (the caller answers the client) when no candidate is
+        left or the copy was not kept.
+        """
+        member = self.member
+        assert member is not None
+        gateway = self.client.gateway
+        self.tried.append(member)
+        candidate = self.next_candidate() if self.replay is not None else None
+        if candidate is None or self.replay is None:
+            if self.held is not None and self.upstream is not None:
+                self.release()
+            return False
+        routing_log.info(
+            "multi-recipient request failed over from %s to %s (%s)",
+            member.id,
+            candidate.id,
+            reason,
+        )
+        gateway.metrics.failovers.labels(reason).inc()
+        self.detach(reuse=False)  # it may hold unread body bytes: never reused
+        self.member = candidate
+        self.status = 0
+        self.held = bytearray()
+        self.pending = [self._multi_head(self.key_id), bytes(self.replay)]
+        self.pending_size = len(self.replay)
+        self._dispatch(candidate)
         return True
 
     def upstream_complete(self) -> None:
@@ -889,6 +1068,30 @@ class ClientConnection(asyncio.Protocol):
                 f"the request body is arriving slower than {config.body_min_rate:g} bytes/s"
             )
         return None
+
+
+def _is_refusal_before_opening(response: bytes, statuses: frozenset[bytes]) -> bool:
+    """Is ``response`` (complete, raw) an enclave's plaintext problem with one of ``statuses``?
+
+    Every answer an enclave gives after opening a request is a sealed 200, so a plaintext
+    problem means the request was refused before it was opened (and never processed).
+    """
+    head, separator, body = response.partition(b"\r\n\r\n")
+    if not separator or head[9:12] not in statuses or head[12:13] != b" ":
+        return False
+    fields: dict[bytes, bytes] = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        fields.setdefault(name.strip().lower(), value.strip())
+    if b"transfer-encoding" in fields:
+        return False
+    if fields.get(b"content-type", b"").split(b";")[0].strip().lower() != _PROBLEM_TYPE:
+        return False
+    try:
+        Problem.from_bytes(body)
+    except ProtocolError:
+        return False
+    return True
 
 
 def _is_key_config_refusal(response: bytes) -> bool:
