@@ -91,7 +91,9 @@ class UpstreamPool:
         idle = self.idle.get(member.url)
         while idle:
             conn = idle.pop()
-            if not conn.closed:
+            # A transport already closing (the enclave's FIN read this loop turn) is skipped:
+            # a request written to it would be lost and surface as ForwardingFailed.
+            if not conn.closed and not (conn.transport is not None and conn.transport.is_closing()):
                 return conn
         return None
 

@@ -12,6 +12,7 @@ import pytest
 from sealgate.client import ENCLAVE_HEADER, Policy, SecureClient
 from sealgate.client.affinity import rendezvous_order, routing_tag
 from sealgate.client.demo import DemoFleet
+from sealgate.enclave import EnclaveConfig
 from sealgate.gateway import Discovery
 from sealgate.protocol import PROBLEMS, KeyConfig, Problem
 from sealgate.protocol.bhttp import Data, MessageDecoder, Request, ResponseHead
@@ -245,3 +246,25 @@ def test_client_names_an_answering_candidate_it_verified(fleet, three):
             enclave, key = raw.headers[ENCLAVE_HEADER].split("; key=")
             verified = secure.fleet.enclaves[enclave]
             assert key in {k.fingerprint for k in verified.keys}
+
+
+def test_gateway_fails_over_on_refusals_before_opening(fleet):
+    """A full first candidate (503) and one that no longer holds its key (422): the gateway
+    tries the next with the same bytes; the client sees one answer, from the third."""
+    full = fleet.enclave(config=EnclaveConfig(max_concurrent_requests=1))
+    fleet.built[0].proxy._in_flight = 1  # as if one long stream held its only engine slot
+    rotated = fleet.enclave(config=EnclaveConfig(key_grace=0))
+    good = fleet.enclave()
+    configs = [_keys(full.url), _keys(rotated.url), _keys(good.url)]
+    gw = fleet.gateway(Discovery(static=[full.url, rotated.url, good.url]))
+    fleet.built[1].rotate_keys()  # its old key dies at once; the gateway still lists it
+    wire, sealer = _multi_request(configs, "third time lucky")
+    response = _post(gw.url, wire, None)
+    fingerprint, status, body = _open(response, sealer)
+    assert fingerprint == configs[2].fingerprint and status == 200
+    assert b"third time lucky" in body
+    text = httpx.get(gw.url + "/metrics").text
+    assert 'reason="refused_503"} 1.0' in text
+    # The rotated enclave refuses the old key (422) - unless the gateway's poller already
+    # saw the rotation, and then it was not asked at all.
+    assert 'reason="refused_422"} 1.0' in text or _failovers(gw.url) == 1.0

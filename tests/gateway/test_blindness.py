@@ -29,8 +29,21 @@ FORBIDDEN = (
     "sealgate.client",
     "cryptography.hazmat.primitives.ciphers.aead",
     "cryptography.hazmat.primitives.asymmetric.x25519",
+    "sealgate.protocol.ohttp",
+    "sealgate.protocol.multi_recipient",
+    "sealgate.protocol.keyschedule",
+    "sealgate.protocol.xwing",
 )
-PROTOCOL_ALLOWED = {"keyconfig", "problem", "errors", "suites", "modes", "framing", "headers"}
+PROTOCOL_ALLOWED = {
+    "keyconfig",
+    "problem",
+    "errors",
+    "suites",
+    "modes",
+    "framing",
+    "headers",
+    "multi_header",
+}
 
 
 def _imports(path: Path) -> set[str]:
