@@ -77,6 +77,7 @@ class DemoFleet:
         self.root = Ed25519PrivateKey.generate()
         self._tmp = tempfile.TemporaryDirectory(prefix="sealgate-demo-")
         self._procs: list[subprocess.Popen[bytes]] = []
+        self._enclave_args: list[list[str]] = []
         self.access_log: queue.Queue[dict[str, object]] = queue.Queue()
 
     @property
@@ -150,6 +151,7 @@ class DemoFleet:
                 for model in self.models[index] if self.models is not None else ():
                     args += ["--model", model]
                 self._procs.append(self._spawn(args))
+                self._enclave_args.append(args)
                 self.enclave_urls.append(f"http://127.0.0.1:{port}")
             for url, proc in zip(self.enclave_urls, self._procs, strict=True):
                 _wait_healthy(url, proc)
@@ -205,6 +207,14 @@ class DemoFleet:
         """SIGKILL one enclave (for failure demonstrations and tests)."""
         self._procs[index].send_signal(signal.SIGKILL)
         self._procs[index].wait(10)
+
+    def restart_enclave(self, index: int) -> None:
+        """Start a killed enclave again on its port (fresh keys, as after a reboot)."""
+        if self._procs[index].poll() is None:
+            raise RuntimeError(f"enclave {index} is still running")
+        proc = self._spawn(self._enclave_args[index])
+        self._procs[index] = proc
+        _wait_healthy(self.enclave_urls[index], proc)
 
     def stop(self) -> None:
         for proc in reversed(self._procs):
