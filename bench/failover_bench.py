@@ -32,6 +32,7 @@ from sealgate.client.demo import DemoFleet  # noqa: E402
 from sealgate.protocol.hpke import PrivateKey  # noqa: E402
 from sealgate.protocol.multi_recipient import MultiRequestSealer  # noqa: E402
 from sealgate.protocol.ohttp import ChunkedRequestSealer  # noqa: E402
+from sealgate.protocol.xwing import HybridPrivateKey  # noqa: E402
 
 from tests.gateway.test_blindness import Tap  # noqa: E402
 
@@ -120,22 +121,26 @@ def run_mode(recipients: int, workers: int, baseline: float, duration: float, ev
 
 def wrap_cost(iterations: int) -> dict:
     """Microseconds to seal a 2 KiB request to N keys (header + body), N = 1 and 3."""
-    configs = [PrivateKey.generate().key_config(key_id=i) for i in range(3)]
+    classic = [PrivateKey.generate().key_config(key_id=i) for i in range(3)]
+    hybrid = [HybridPrivateKey.generate().key_config(key_id=i) for i in range(3)]
     body = bytes(2048)
     out: dict[str, float] = {}
 
-    def single() -> None:
+    def single(configs: list) -> None:
         sealer = ChunkedRequestSealer(configs[0])
         sealer.header + sealer.seal_final(body)
 
-    def multi(n: int) -> None:
+    def multi(configs: list, n: int) -> None:
         sealer = MultiRequestSealer(configs[:n])
         sealer.header + sealer.seal_final(body)
 
     for name, fn in (
-        ("chunked_ohttp_n1_us", single),
-        ("multi_n1_us", lambda: multi(1)),
-        ("multi_n3_us", lambda: multi(3)),
+        ("chunked_ohttp_n1_us", lambda: single(classic)),
+        ("multi_n1_us", lambda: multi(classic, 1)),
+        ("multi_n3_us", lambda: multi(classic, 3)),
+        ("xwing_chunked_ohttp_n1_us", lambda: single(hybrid)),
+        ("xwing_multi_n1_us", lambda: multi(hybrid, 1)),
+        ("xwing_multi_n3_us", lambda: multi(hybrid, 3)),
     ):
         fn()
         runs = []
@@ -145,8 +150,9 @@ def wrap_cost(iterations: int) -> dict:
                 fn()
             runs.append((time.perf_counter() - started) / iterations * 1e6)
         out[name] = round(statistics.median(runs), 1)
-    out["multi_n3_header_bytes"] = len(MultiRequestSealer(configs).header)
-    out["multi_n1_header_bytes"] = len(MultiRequestSealer(configs[:1]).header)
+    out["multi_n3_header_bytes"] = len(MultiRequestSealer(classic).header)
+    out["multi_n1_header_bytes"] = len(MultiRequestSealer(classic[:1]).header)
+    out["xwing_multi_n3_header_bytes"] = len(MultiRequestSealer(hybrid).header)
     return out
 
 

@@ -245,7 +245,8 @@ def test_client_names_an_answering_candidate_it_verified(fleet, three):
             assert raw.parse().choices[0].message.content.endswith(f"You said: q{i}")
             enclave, key = raw.headers[ENCLAVE_HEADER].split("; key=")
             verified = secure.fleet.enclaves[enclave]
-            assert key in {k.fingerprint for k in verified.keys}
+            config = next(k for k in verified.keys if k.fingerprint == key)
+            assert config.post_quantum  # wrapped to each candidate's hybrid key
 
 
 def test_gateway_fails_over_on_refusals_before_opening(fleet):
