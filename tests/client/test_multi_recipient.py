@@ -269,3 +269,41 @@ def test_gateway_fails_over_on_refusals_before_opening(fleet):
     # The rotated enclave refuses the old key (422) - unless the gateway's poller already
     # saw the rotation, and then it was not asked at all.
     assert 'reason="refused_422"} 1.0' in text or _failovers(gw.url) == 1.0
+
+
+@pytest.mark.parametrize("forgery", ["non-candidate", "other-request"])
+def test_client_refuses_a_response_no_candidate_sealed_for_this_request(trio, tamperer, forgery):
+    from sealgate.client import ResponseIntegrityError
+    from starlette.responses import Response
+
+    gw, policy = trio
+    earlier: list[bytes] = []
+
+    def forge(request, body):
+        if request.method != "POST":
+            return None
+        headers = {
+            k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
+        }
+        upstream = httpx.post(gw.url + request.url.path, headers=headers, content=body)
+        content = upstream.content
+        if forgery == "non-candidate":
+            content = bytes(8) + content[8:]  # names a key that is not a candidate
+        elif earlier:
+            content = earlier[0]  # a genuine candidate's answer, to another request
+        else:
+            earlier.append(content)
+        return Response(content, 200, media_type="message/sealgate-multi-res")
+
+    tamperer.answer = forge
+    with (
+        SecureClient(tamperer.url, policy, recipients=3) as secure,
+        secure.httpx_client() as http,
+    ):
+        if forgery == "other-request":
+            first = http.post(
+                "/v1/chat/completions", json={"messages": [{"role": "user", "content": "a"}]}
+            )
+            assert first.status_code == 200
+        with pytest.raises(ResponseIntegrityError):
+            http.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "b"}]})
