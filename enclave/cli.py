@@ -244,7 +244,7 @@ def _refuse_missing_models(upstream: str, models: tuple[str, ...], timeout: floa
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="PEM certificate or public key of this enclave's TLS endpoint, bound into attestation.",
 )
-@click.option("--max-concurrent", type=int, default=128, show_default=True)
+@click.option("--max-concurrent", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--max-body-size", type=int, default=32 * 1024 * 1024, show_default=True)
 @click.option(
     "--body-timeout",

@@ -89,3 +89,7 @@ class EnclaveConfig:
     engine_check_interval: float = 30.0
     #: Seconds each check may take (the start-up check delays start-up by at most this).
     engine_check_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.max_concurrent_requests < 1:
+            raise ValueError("max_concurrent_requests must be at least 1")

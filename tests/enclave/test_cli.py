@@ -9,6 +9,7 @@ import sys
 import threading
 
 import httpx
+import pytest
 
 
 def test_port_zero_prints_the_bound_port(http):
@@ -37,3 +38,15 @@ def test_port_zero_prints_the_bound_port(http):
         proc.terminate()
         proc.wait(timeout=10)
         reader.join(10)
+
+
+def test_max_concurrent_below_one_is_refused_up_front():
+    """0 would divide by zero in /healthz's load; the CLI and the config both refuse it."""
+    from click.testing import CliRunner
+    from sealgate.enclave import EnclaveConfig
+    from sealgate.enclave.cli import enclave
+
+    with pytest.raises(ValueError, match="at least 1"):
+        EnclaveConfig(max_concurrent_requests=0)
+    result = CliRunner().invoke(enclave, ["--max-concurrent", "0", "--attester", "software"])
+    assert result.exit_code == 2 and "--max-concurrent" in result.output
