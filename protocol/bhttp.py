@@ -16,6 +16,7 @@ are RFC 9110 tokens, values and targets carry no CR, LF or NUL.
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, auto
@@ -51,6 +52,8 @@ INDETERMINATE_REQUEST = 2
 INDETERMINATE_RESPONSE = 3
 
 Field = tuple[bytes, bytes]
+
+_U16 = struct.Struct(">H")
 
 # RFC 9110 §5.6.2 tchar; §5.5 field values exclude CR, LF and NUL.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -342,7 +345,12 @@ class StreamEncoder:
         """One content chunk (nothing for empty content: a zero length ends the content)."""
         if self._state != "data":
             raise EncoderStateError(f"BHTTP stream encoder: data called in state {self._state}")
-        return _lp(content) if content else b""
+        size = len(content)
+        if size < 0x40:  # RFC 9000 §16 lengths, the 1- and 2-byte forms written inline
+            return bytes((size,)) + content if size else b""
+        if size < 0x4000:
+            return _U16.pack(size | 0x4000) + content
+        return encode_varint(size) + content
 
     def end(self, trailers: Sequence[Field] = (), padding: int = 0) -> bytes:
         """Content terminator, trailer section and ``padding`` zero bytes."""
@@ -392,6 +400,10 @@ class MessageDecoder:
     # public API ---------------------------------------------------------------------
     def push(self, data: bytes) -> list[Event]:
         """Feed bytes; return the events now complete."""
+        if self._state is _S.CONTENT and self._remaining == -1 and not self._buf:
+            piece = self._whole_chunk(data)
+            if piece is not None:
+                return [Data(piece)]
         if self._state is _S.FAILED or self._ended:
             raise EncoderStateError("BHTTP decoder used after it failed or finished")
         self._buf += data
@@ -416,6 +428,31 @@ class MessageDecoder:
             raise
         self._ended = True
         return events
+
+    def _whole_chunk(self, data: bytes) -> bytes | None:
+        """Fast path: ``data`` is exactly one whole indeterminate-length content chunk.
+
+        Returns its content, with the state updated exactly as the general path would,
+        or None (nothing changed) for every other input, which the general path handles.
+        """
+        if self._known_length or self._ended or not data:
+            return None
+        first = data[0]
+        if first < 0x40:  # RFC 9000 §16: the 1- and 2-byte forms, decoded inline
+            length, start = first, 1
+        elif first < 0x80 and len(data) > 1:
+            length, start = ((first & 0x3F) << 8) | data[1], 2
+        else:
+            return None
+        if (
+            length == 0
+            or start + length != len(data)
+            or self._content_total + length > self.limits.max_content
+        ):
+            return None
+        self._content_total += length
+        self._boundary = False
+        return bytes(data[start:])
 
     # parsing helpers ------------------------------------------------------------------
     def _varint(self) -> int | None:

@@ -102,6 +102,8 @@ DEFAULT_MAX_CHUNK = 64 * 1024 + 16
 SEND_CHUNK = 16 * 1024
 
 _HEADER = struct.Struct(">BHHH")
+_U16 = struct.Struct(">H")
+_TAG_SIZE = 16  # every AEAD here (AES-GCM, ChaCha20-Poly1305) has a 16-byte tag
 
 # RFC 9180 §7.3: (Nk, Nn) per AEAD; §7.2: hash per KDF.
 _AEADS: dict[int, tuple[int, int, type[AESGCM] | type[ChaCha20Poly1305]]] = {
@@ -115,6 +117,7 @@ _KDFS: dict[int, Callable[[], hashes.HashAlgorithm]] = {
     0x0003: hashes.SHA512,
 }
 _HASHLIB = {0x0001: hashlib.sha256, 0x0002: hashlib.sha384, 0x0003: hashlib.sha512}
+_HASH_SIZES = {0x0001: 32, 0x0002: 48, 0x0003: 64}
 #: DHKEM(X25519, HKDF-SHA256) through pyhpke; MLKEM768-X25519 through :mod:`.keyschedule`.
 _KEMS = {KEM_X25519_HKDF_SHA256, KEM_MLKEM768_X25519}
 
@@ -241,19 +244,27 @@ def _recipient(
     return config, context
 
 
+def _hkdf_expand(kdf_id: int, prk: bytes, info: bytes, length: int) -> bytes:
+    """RFC 5869 §2.3 HKDF-Expand; one HMAC when ``length`` fits in one hash output."""
+    if length <= _HASH_SIZES[kdf_id]:  # T(1) = HMAC(PRK, info | 0x01)
+        return hmac.digest(prk, info + b"\x01", _HASHLIB[kdf_id])[:length]
+    return HKDFExpand(_KDFS[kdf_id](), length, info).derive(prk)
+
+
 class _ResponseAead:
     """The response key of RFC 9458 §4.4, with the chunk counter of draft-08 §6.2."""
 
-    __slots__ = ("_aead", "_base", "_nn")
+    __slots__ = ("_aead", "_base", "_nn", "_limit")
 
     def __init__(self, context: HpkeContext, header: RequestHeader, label: bytes, nonce: bytes):
         nk, nn, aead = _AEADS[header.aead_id]
         secret = context.export(label, max(nn, nk))
-        prk = hmac.new(header.enc + nonce, secret, _HASHLIB[header.kdf_id]).digest()
-        algorithm = _KDFS[header.kdf_id]()
-        key = HKDFExpand(algorithm, nk, b"key").derive(prk)
-        self._base = int.from_bytes(HKDFExpand(_KDFS[header.kdf_id](), nn, b"nonce").derive(prk))
+        digest = _HASHLIB[header.kdf_id]
+        prk = hmac.digest(header.enc + nonce, secret, digest)
+        key = _hkdf_expand(header.kdf_id, prk, b"key", nk)
+        self._base = int.from_bytes(_hkdf_expand(header.kdf_id, prk, b"nonce", nn))
         self._nn = nn
+        self._limit = 1 << (8 * nn)
         self._aead = aead(key)
 
     @staticmethod
@@ -261,17 +272,16 @@ class _ResponseAead:
         nk, nn, _ = _AEADS[aead_id]
         return max(nk, nn)
 
-    def _nonce(self, counter: int) -> bytes:
-        if counter >= 1 << (8 * self._nn):
-            raise SequenceOverflow("response chunk counter exhausted")
-        return (self._base ^ counter).to_bytes(self._nn, "big")
-
     def seal(self, counter: int, plaintext: bytes, aad: bytes) -> bytes:
-        return self._aead.encrypt(self._nonce(counter), plaintext, aad)
+        if counter >= self._limit:
+            raise SequenceOverflow("response chunk counter exhausted")
+        return self._aead.encrypt((self._base ^ counter).to_bytes(self._nn), plaintext, aad)
 
     def open(self, counter: int, ciphertext: bytes, aad: bytes) -> bytes:
+        if counter >= self._limit:
+            raise SequenceOverflow("response chunk counter exhausted")
         try:
-            return self._aead.decrypt(self._nonce(counter), ciphertext, aad)
+            return self._aead.decrypt((self._base ^ counter).to_bytes(self._nn), ciphertext, aad)
         except InvalidTag:
             raise DecryptionFailed(
                 f"response chunk {counter} failed authentication "
@@ -350,6 +360,16 @@ class _ChunkReader:
         self._max = max_chunk
 
     def push(self, data: bytes) -> list[bytes]:
+        if not self.buffer and not self.final and data and data[0] < 0x40:
+            # Fast path: exactly one whole non-final chunk with a 1-byte length
+            # (a streamed event); anything else takes the general loop below.
+            length = data[0]
+            if length and len(data) == length + 1 and length <= self._max:
+                return [bytes(data[1:])]
+        elif not self.buffer and not self.final and len(data) > 2 and 0x40 <= data[0] < 0x80:
+            length = ((data[0] & 0x3F) << 8) | data[1]
+            if len(data) == length + 2 and length <= self._max:
+                return [bytes(data[2:])]
         self.buffer += data
         chunks: list[bytes] = []
         while not self.final:
@@ -462,9 +482,10 @@ class ChunkedResponseOpener:
             self._key = _ResponseAead(self._context, self._header, self._label, nonce)
             data = bytes(self._pending[self._nonce_size :])
             self._pending.clear()
+        key = self._key
         out = []
         for sealed in self._reader.push(data):
-            plaintext = self._key.open(self._counter, sealed, b"")
+            plaintext = key.open(self._counter, sealed, b"")
             self._counter += 1
             if not plaintext:
                 raise DecryptionFailed("a non-final response chunk is empty (draft-08 §6)")
@@ -568,10 +589,16 @@ class ChunkedResponseSealer:
         """Non-final chunks for ``plaintext`` (nothing for empty input)."""
         if self._state != "chunks":
             raise EncoderStateError(f"seal() in state {self._state}")
-        if 0 < len(plaintext) <= self._chunk_size:  # one streamed event: one chunk
+        size = len(plaintext)
+        if 0 < size <= self._chunk_size:  # one streamed event: one chunk
             sealed = self._key.seal(self._counter, plaintext, b"")
             self._counter += 1
-            return encode_varint(len(sealed)) + sealed
+            size += _TAG_SIZE
+            if size < 0x40:  # RFC 9000 §16: 1- and 2-byte varints, written inline
+                return bytes((size,)) + sealed
+            if size < 0x4000:
+                return _U16.pack(size | 0x4000) + sealed
+            return encode_varint(size) + sealed
         out = []
         for piece in _split(plaintext, self._chunk_size):
             sealed = self._key.seal(self._counter, piece, b"")

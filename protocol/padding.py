@@ -114,23 +114,35 @@ class SsePadder:
         self.max_piece = max_piece
         self.length_prefixed = length_prefixed
         self._buffer = bytearray()
+        self._comments: dict[int, bytes] = {}
 
     def _pad(self, lines: bytes) -> bytes:
         minimum = len(lines) + 2  # ":" LF
+        comment = self._comments.get(minimum)
+        if comment is None:
+            comment = b":" + b" " * (self._padded(minimum) - minimum) + b"\n"
+            if len(self._comments) < 4096:  # sizes repeat: events are alike
+                self._comments[minimum] = comment
+        return lines + comment
+
+    def _padded(self, minimum: int) -> int:
+        """The padded piece size for a piece of at least ``minimum`` bytes."""
         if not self.length_prefixed:
-            return lines + b":" + b" " * padding_to(minimum, self.bucket) + b"\n"
+            return minimum + padding_to(minimum, self.bucket)
         target = varint_size(minimum) + minimum
         target += padding_to(target, self.bucket)
         while True:
             for length_size in (1, 2, 4):
                 data = target - length_size
                 if data >= minimum and varint_size(data) == length_size:
-                    return lines + b":" + b" " * (data - minimum) + b"\n"
+                    return data
             target += self.bucket
 
     def push(self, data: bytes) -> list[bytes]:
         """Padded pieces for every complete line so far (lines longer than
         ``max_piece`` are cut, the rest of the line following in later pieces)."""
+        if not self._buffer and data.endswith(b"\n") and len(data) <= self.max_piece:
+            return [self._pad(bytes(data))]  # the common case: whole events, nothing held
         self._buffer += data
         end = self._buffer.rfind(b"\n") + 1
         if end == 0 and len(self._buffer) < self.max_piece:
@@ -163,9 +175,11 @@ def strip_sse_padding(piece: bytes) -> bytes:
     That is a last line of only ``":"`` and spaces; found from the end with ``rfind``
     (this runs once per streamed event on the client).
     """
-    if not piece.endswith(b"\n"):
+    last = len(piece) - 1
+    if last < 1 or piece[last] != 0x0A:  # LF
         return piece
-    start = piece.rfind(b"\n", 0, len(piece) - 1) + 1
-    if piece[start : start + 1] != b":" or piece[start + 1 : -1].strip(b" "):
+    start = piece.rfind(b"\n", 0, last) + 1
+    # ":" then only spaces up to the final LF (counted in place, nothing copied)
+    if piece[start] != 0x3A or piece.count(b" ", start + 1, last) != last - start - 1:
         return piece
     return piece[:start]
