@@ -254,7 +254,7 @@ def _hkdf_expand(kdf_id: int, prk: bytes, info: bytes, length: int) -> bytes:
 class _ResponseAead:
     """The response key of RFC 9458 §4.4, with the chunk counter of draft-08 §6.2."""
 
-    __slots__ = ("_aead", "_base", "_nn", "_limit")
+    __slots__ = ("_aead", "_base", "_limit", "_nn")
 
     def __init__(self, context: HpkeContext, header: RequestHeader, label: bytes, nonce: bytes):
         nk, nn, aead = _AEADS[header.aead_id]
