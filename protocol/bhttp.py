@@ -136,6 +136,23 @@ def _check_status(status: int, *, informational: bool) -> None:
         raise MalformedBinaryMessage(f"{status} is not a valid {kind} status code")
 
 
+def _lp_at(data: bytes, offset: int, end: int) -> tuple[bytes, int]:
+    """The length-prefixed value at ``offset`` of a whole field section, and what follows."""
+    first = data[offset]
+    if first < 0x40:  # the common 1-byte length, read inline
+        start = offset + 1
+        stop = start + first
+    else:
+        decoded = decode_varint(data, offset)
+        if decoded is None:
+            raise MalformedBinaryMessage("field section ends inside a length")
+        length, start = decoded
+        stop = start + length
+    if stop > end:
+        raise MalformedBinaryMessage("field section ends inside a field")
+    return data[start:stop], stop
+
+
 # -- events -------------------------------------------------------------------------------
 
 
@@ -456,18 +473,27 @@ class MessageDecoder:
 
     # parsing helpers ------------------------------------------------------------------
     def _varint(self) -> int | None:
-        decoded = decode_varint(self._buf)
+        buf = self._buf
+        if buf and buf[0] < 0x40:  # the common 1-byte form, read inline
+            value = buf[0]
+            del buf[:1]
+            return value
+        decoded = decode_varint(buf)
         if decoded is None:
             return None
         value, end = decoded
-        del self._buf[:end]
+        del buf[:end]
         return value
 
     def _take_lp(self, limit: int, what: str) -> bytes | None:
-        decoded = decode_varint(self._buf)
-        if decoded is None:
-            return None
-        length, start = decoded
+        buf = self._buf
+        if buf and buf[0] < 0x40:  # the common 1-byte length, read inline
+            length, start = buf[0], 1
+        else:
+            decoded = decode_varint(buf)
+            if decoded is None:
+                return None
+            length, start = decoded
         if length > limit:
             raise BinaryMessageTooLarge(f"{what} of {length} bytes exceeds the limit of {limit}")
         if len(self._buf) < start + length:
@@ -476,30 +502,21 @@ class MessageDecoder:
         del self._buf[: start + length]
         return value
 
-    def _parse_field_lines(self, data: bytes | bytearray) -> tuple[Field, ...]:
+    def _parse_field_lines(self, data: bytes) -> tuple[Field, ...]:
         fields: list[Field] = []
         offset = 0
-        view = memoryview(data)
-        while offset < len(view):
-            name, offset = self._lp_at(view, offset)
+        end = len(data)
+        max_fields = self.limits.max_fields
+        while offset < end:
+            name, offset = _lp_at(data, offset, end)
             if not name:
                 raise MalformedBinaryMessage("a field line has an empty name")
-            value, offset = self._lp_at(view, offset)
+            value, offset = _lp_at(data, offset, end)
             fields.append((name, value))
-            if len(fields) > self.limits.max_fields:
-                raise BinaryMessageTooLarge(f"more than {self.limits.max_fields} fields")
+            if len(fields) > max_fields:
+                raise BinaryMessageTooLarge(f"more than {max_fields} fields")
         _check_fields(fields)
         return tuple(fields)
-
-    @staticmethod
-    def _lp_at(view: memoryview, offset: int) -> tuple[bytes, int]:
-        decoded = decode_varint(view, offset)
-        if decoded is None:
-            raise MalformedBinaryMessage("field section ends inside a length")
-        length, start = decoded
-        if start + length > len(view):
-            raise MalformedBinaryMessage("field section ends inside a field")
-        return bytes(view[start : start + length]), start + length
 
     def _fields(self) -> tuple[Field, ...] | None:
         """One field section in the message's form, or None if more bytes are needed."""
@@ -516,10 +533,13 @@ class MessageDecoder:
         while True:
             if offset > limit:
                 raise BinaryMessageTooLarge(f"field section exceeds the limit of {limit} bytes")
-            decoded = decode_varint(view, offset)
-            if decoded is None:
-                return None
-            name_length, after_name_length = decoded
+            if offset < len(view) and view[offset] < 0x40:  # 1-byte name length, inline
+                name_length, after_name_length = view[offset], offset + 1
+            else:
+                decoded = decode_varint(view, offset)
+                if decoded is None:
+                    return None
+                name_length, after_name_length = decoded
             if name_length == 0:
                 lines = bytes(view[:offset])
                 del view
