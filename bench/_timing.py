@@ -45,3 +45,30 @@ def compare(
 
 def fmt_us(seconds: float) -> str:
     return f"{seconds * 1e6:8.1f} µs"
+
+
+def paired(
+    subject: Callable[[], object],
+    baseline: Callable[[], object],
+    *,
+    pairs: int,
+    batch: int = 1,
+    clock: Callable[[], float] = time.thread_time,
+) -> tuple[float, float]:
+    """Median per-call seconds of subject and baseline, timed in alternation.
+
+    Each pair times ``batch`` calls of one, then of the other (the order flips every
+    pair), so load from other processes hits both sides alike; medians ignore the
+    batches that a context switch or a GC pass landed in.
+    """
+    s: list[float] = []
+    b: list[float] = []
+    for i in range(pairs):
+        for fn, out in ((subject, s), (baseline, b)) if i % 2 else ((baseline, b), (subject, s)):
+            start = clock()
+            for _ in range(batch):
+                fn()
+            out.append((clock() - start) / batch)
+    s.sort()
+    b.sort()
+    return s[len(s) // 2], b[len(b) // 2]

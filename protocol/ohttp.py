@@ -46,6 +46,7 @@ from pyhpke import (
     ContextInterface,
     KDFId,
     KEMId,
+    KEMKeyInterface,
     KEMKeyPair,
     PyHPKEError,
 )
@@ -131,6 +132,15 @@ def _cipher_suite(kem_id: int, kdf_id: int, aead_id: int) -> CipherSuite:
     return CipherSuite.new(KEMId(kem_id), KDFId(kdf_id), AEADId(aead_id))
 
 
+@functools.lru_cache(maxsize=64)
+def _public_key(kem_id: int, kdf_id: int, aead_id: int, raw: bytes) -> KEMKeyInterface:
+    """The recipient's deserialized public key, cached: a client seals to few keys."""
+    try:
+        return _cipher_suite(kem_id, kdf_id, aead_id).kem.deserialize_public_key(raw)
+    except (ValueError, PyHPKEError) as exc:
+        raise MalformedEncapsulation("the key config's public key is not a valid point") from exc
+
+
 @dataclass(frozen=True, slots=True)
 class RequestHeader:
     """The cleartext start of an encapsulated request: key id, algorithms and ``enc``."""
@@ -204,10 +214,7 @@ def _sender(
         header = RequestHeader(config.key_id, config.kem_id, chosen.kdf_id, chosen.aead_id, enc)
         return header, hybrid
     cipher = _cipher_suite(config.kem_id, chosen.kdf_id, chosen.aead_id)
-    try:
-        pkr = cipher.kem.deserialize_public_key(config.public_key)
-    except (ValueError, PyHPKEError) as exc:
-        raise MalformedEncapsulation("the key config's public key is not a valid point") from exc
+    pkr = _public_key(config.kem_id, chosen.kdf_id, chosen.aead_id, config.public_key)
     eks = None
     if ephemeral is not None:  # deterministic encapsulation, for published test vectors only
         eks = KEMKeyPair(ephemeral.kem_key, cipher.kem.deserialize_public_key(ephemeral.public_key))
