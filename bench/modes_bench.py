@@ -1,5 +1,8 @@
 """The native mode (chunked OHTTP + Binary HTTP) against EHBP, measured in one run.
 
+CPU time (``time.thread_time``), native and EHBP alternating, medians of several runs:
+wall-clock numbers swing on a shared machine.
+
 * per request: client seal + enclave open + enclave seal of the response + client open,
   a 1 KiB JSON request and a 1 KiB JSON response, padding on (the defaults);
 * per SSE event: enclave seal (with padding) + client open of one ~150-byte event;
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,7 +32,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
-from _timing import compare  # noqa: E402
+from _timing import paired  # noqa: E402
 from sealgate.client import SecureClient  # noqa: E402
 from sealgate.client.demo import DemoFleet  # noqa: E402
 from sealgate.client.native import OHTTP  # noqa: E402
@@ -210,13 +214,29 @@ def ehbp_event_cost():
     return one
 
 
-def protocol() -> dict[str, dict[str, float]]:
-    per_request = compare(native_round_trip, ehbp_round_trip, number=200)
-    per_event = compare(native_event_cost(), ehbp_event_cost(), number=5000)
-    return {
-        "per_request": {"native": per_request[0], "ehbp": per_request[1]},
-        "per_event": {"native": per_event[0], "ehbp": per_event[1]},
-    }
+def protocol(runs: int = 5) -> dict[str, dict[str, float]]:
+    """Per-call CPU time (this thread's), native and EHBP timed in alternation.
+
+    Each run gives medians over many alternating batches (:func:`_timing.paired`);
+    the result is the median over ``runs`` runs, of the times and of the ratio.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for what, subject, baseline, pairs, batch in (
+        ("per_request", native_round_trip, ehbp_round_trip, 400, 1),
+        ("per_event", native_event_cost(), ehbp_event_cost(), 1000, 20),
+    ):
+        samples = [
+            paired(subject, baseline, pairs=pairs, batch=batch, clock=time.thread_time)
+            for _ in range(runs)
+        ]
+        out[what] = {
+            "native": statistics.median(n for n, _ in samples),
+            "ehbp": statistics.median(e for _, e in samples),
+            "ratio": statistics.median(n / e for n, e in samples),
+            "ratio_min": min(n / e for n, e in samples),
+            "ratio_max": max(n / e for n, e in samples),
+        }
+    return out
 
 
 def wire_bytes(events: int = 100) -> dict[str, dict[str, int]]:
@@ -319,8 +339,11 @@ def main() -> None:
         return
     p = results["protocol"]
     for what in ("per_request", "per_event"):
-        n, e = p[what]["native"], p[what]["ehbp"]  # type: ignore[index]
-        print(f"{what:12} native {n * 1e6:8.1f} µs  EHBP {e * 1e6:8.1f} µs  {n / e:.2f}x")
+        r = p[what]  # type: ignore[index]
+        print(
+            f"{what:12} native {r['native'] * 1e6:8.1f} µs  EHBP {r['ehbp'] * 1e6:8.1f} µs  "
+            f"{r['ratio']:.2f}x (runs {r['ratio_min']:.2f}-{r['ratio_max']:.2f}x, CPU time)"
+        )
     e2e = results["e2e"]
     for name in ("native", "ehbp", "engine"):
         r = e2e[name]  # type: ignore[index]
