@@ -423,9 +423,14 @@ class MessageDecoder:
                 return [Data(piece)]
         if self._state is _S.FAILED or self._ended:
             raise EncoderStateError("BHTTP decoder used after it failed or finished")
-        self._buf += data
         events: list[Event] = []
         try:
+            if self._state is _S.FRAMING and not self._buf:
+                head = self._whole_head(data)
+                if head is not None:
+                    events.append(head[0])
+                    data = data[head[1] :]
+            self._buf += data
             while self._step(events):
                 pass
         except MalformedBinaryMessage:
@@ -470,6 +475,76 @@ class MessageDecoder:
         self._content_total += length
         self._boundary = False
         return bytes(data[start:])
+
+    def _whole_head(self, data: bytes) -> tuple[Event, int] | None:
+        """Fast path: the framing indicator, control data or final status and the header
+        section all at the start of ``data``: the head event and its encoded size.
+
+        None (nothing changed) for anything else: an incomplete head, informational
+        responses, long control data, any size over a limit; the general path takes
+        those and raises what it raises. The checks on complete values are the same.
+        """
+        end = len(data)
+        if type(data) is not bytes or end < 3:
+            return None
+        indicator = data[0]
+        if indicator not in ((0, 2) if self.request else (1, 3)):
+            return None
+        limits = self.limits
+        control: list[bytes] = []
+        status = 0
+        offset = 1
+        if self.request:
+            for _ in range(4):
+                length = data[offset] if offset < end else 0x40
+                if length >= 0x40 or length > limits.max_control:
+                    return None
+                offset += 1 + length
+                control.append(data[offset - length : offset])
+            if offset > end:
+                return None
+        else:  # final statuses (200-599) are 2-byte varints
+            first = data[1]
+            if not 0x40 <= first < 0x80:
+                return None
+            status = ((first & 0x3F) << 8) | data[2]
+            if not 200 <= status <= 599:
+                return None
+            offset = 3
+        if indicator < 2:  # known-length field section
+            decoded = decode_varint(data, offset)
+            if decoded is None or decoded[0] > limits.max_field_section:
+                return None
+            start, after = decoded[1], decoded[1] + decoded[0]
+            if after > end:
+                return None
+            section = data[start:after]
+        else:  # indeterminate: field lines up to a zero-length name
+            start = offset
+            count = 0
+            while True:
+                decoded = decode_varint(data, offset)
+                if decoded is None or offset - start > limits.max_field_section:
+                    return None
+                if decoded[0] == 0:
+                    break
+                count += 1
+                decoded = decode_varint(data, decoded[1] + decoded[0])
+                if decoded is None or count > limits.max_fields:
+                    return None
+                offset = decoded[1] + decoded[0]
+            section, after = data[start:offset], decoded[1]
+        if self.request:
+            _check_control(*control)
+        fields = self._parse_field_lines(section)
+        self._known_length = indicator < 2
+        self._state = _S.CONTENT
+        self._boundary = True
+        if self.request:
+            self._control = control
+            return self._request_head(fields), after
+        self._status = status
+        return ResponseHead(status, fields), after
 
     # parsing helpers ------------------------------------------------------------------
     def _varint(self) -> int | None:

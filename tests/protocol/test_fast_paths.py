@@ -13,7 +13,15 @@ import itertools
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sealgate.protocol.bhttp import Limits, MessageDecoder, StreamEncoder
+from sealgate.protocol.bhttp import (
+    Event,
+    Informational,
+    Limits,
+    MessageDecoder,
+    Request,
+    Response,
+    StreamEncoder,
+)
 from sealgate.protocol.errors import ProtocolError
 from sealgate.protocol.hpke import PrivateKey
 from sealgate.protocol.ohttp import (
@@ -33,9 +41,12 @@ LOOKUP = {3: (CONFIG, KEY)}.get
 
 
 class _GeneralDecoder(MessageDecoder):
-    """The reference: the same decoder with its one-chunk fast path switched off."""
+    """The reference: the same decoder with its fast paths switched off."""
 
     def _whole_chunk(self, data: bytes) -> bytes | None:
+        return None
+
+    def _whole_head(self, data: bytes) -> tuple[Event, int] | None:
         return None
 
 
@@ -195,3 +206,81 @@ def test_sse_padder_fast_path_matches_buffered_path(
         for piece in pieces:
             size = len(piece) + (len(encode_varint(len(piece))) if prefixed else 0)
             assert size % bucket == 0
+
+
+_TOKEN = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-0123456789", min_size=1, max_size=12)
+_FIELDS = st.lists(
+    st.tuples(
+        _TOKEN.map(str.encode),
+        st.binary(max_size=90).map(lambda b: b.translate(None, b"\r\n\0")),
+    ),
+    max_size=5,
+).map(tuple)
+_MESSAGES = st.one_of(
+    st.builds(
+        Request,
+        st.sampled_from([b"GET", b"POST"]),
+        st.just(b"https"),
+        st.sampled_from([b"", b"api.example.com"]),
+        st.sampled_from([b"/", b"/v1/chat/completions", b"/" + b"p" * 70]),
+        _FIELDS,
+        st.binary(max_size=200),
+        _FIELDS,
+    ),
+    st.builds(
+        Response,
+        st.integers(200, 599),
+        _FIELDS,
+        st.binary(max_size=200),
+        _FIELDS,
+        st.lists(st.builds(Informational, st.integers(100, 199), _FIELDS), max_size=1).map(tuple),
+    ),
+)
+
+
+@SETTINGS
+@given(
+    _MESSAGES,
+    st.booleans(),
+    st.integers(0, 20),
+    st.lists(st.integers(0, 2000), max_size=6),
+    st.sampled_from([Limits(), Limits(max_field_section=40, max_fields=2, max_control=10)]),
+)
+def test_message_decoder_head_fast_path_matches_general_path(
+    message: Request | Response, indeterminate: bool, padding: int, cuts: list[int], limits: Limits
+) -> None:
+    """Whole heads in the first push (fast path) or split anywhere, within or over the limits."""
+    wire = message.to_bytes(indeterminate=indeterminate, padding=padding)
+    request = isinstance(message, Request)
+    for pieces in ([wire], _pieces(wire, cuts)):
+        fast = _run(MessageDecoder(request=request, limits=limits), pieces)
+        assert fast == _run(_GeneralDecoder(request=request, limits=limits), pieces)
+
+
+@SETTINGS
+@given(st.binary(max_size=120), st.booleans(), st.binary(max_size=3))
+def test_head_fast_path_agrees_on_arbitrary_bytes(
+    wire: bytes, request: bool, prefix: bytes
+) -> None:
+    for data in (wire, prefix + wire):
+        fast = _run(MessageDecoder(request=request), [data])
+        assert fast == _run(_GeneralDecoder(request=request), [data])
+
+
+@SETTINGS
+@given(
+    st.lists(st.binary(max_size=12), min_size=4, max_size=4),
+    st.lists(st.tuples(st.binary(max_size=8), st.binary(max_size=8)), max_size=3),
+    st.booleans(),
+    st.binary(max_size=8),
+)
+def test_head_fast_path_checks_control_data_and_fields_like_the_general_path(
+    control: list[bytes], fields: list[tuple[bytes, bytes]], indeterminate: bool, rest: bytes
+) -> None:
+    """Heads that are complete but may hold bytes no HTTP/1.1 message may carry."""
+    lines = b"".join(encode_varint(len(n)) + n + encode_varint(len(v)) + v for n, v in fields)
+    section = lines + b"\x00" if indeterminate else encode_varint(len(lines)) + lines
+    framing = b"\x02" if indeterminate else b"\x00"
+    wire = framing + b"".join(encode_varint(len(c)) + c for c in control) + section + rest
+    fast = _run(MessageDecoder(request=True), [wire])
+    assert fast == _run(_GeneralDecoder(request=True), [wire])
