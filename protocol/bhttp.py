@@ -92,7 +92,10 @@ def _check_control(method: bytes, scheme: bytes, authority: bytes, path: bytes) 
 
 
 def _lp(value: bytes) -> bytes:
-    return encode_varint(len(value)) + value
+    size = len(value)
+    if size < 0x40:  # the common 1-byte length, written inline
+        return bytes((size,)) + value
+    return encode_varint(size) + value
 
 
 def _field_lines(fields: Iterable[Field]) -> bytes:

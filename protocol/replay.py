@@ -21,6 +21,7 @@ captured before a restart cannot be replayed after it: no key can open it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 from datetime import UTC, datetime
@@ -69,9 +70,15 @@ class ReplayCacheFull(ProtocolError):
 
 def http_date(unix_seconds: float) -> str:
     """An IMF-fixdate (RFC 9110 §5.6.7) for ``unix_seconds``."""
-    return format_datetime(datetime.fromtimestamp(int(unix_seconds), UTC), usegmt=True)
+    return _imf_fixdate(int(unix_seconds))
 
 
+@functools.lru_cache(maxsize=4)  # one date per second serves every request in it
+def _imf_fixdate(second: int) -> str:
+    return format_datetime(datetime.fromtimestamp(second, UTC), usegmt=True)
+
+
+@functools.lru_cache(maxsize=64)  # requests in the same second carry the same date
 def parse_http_date(value: str) -> float | None:
     """Seconds since the epoch of an HTTP date, or None if it does not parse."""
     try:
