@@ -581,6 +581,8 @@ class MessageDecoder:
         return value
 
     def _parse_field_lines(self, data: bytes) -> tuple[Field, ...]:
+        if not data:
+            return ()
         fields: list[Field] = []
         offset = 0
         end = len(data)
@@ -605,6 +607,9 @@ class MessageDecoder:
                 return None
             return self._parse_field_lines(section)
         # Indeterminate: field lines until a zero-length name. Scan without consuming.
+        if self._buf[:1] == b"\x00":  # an empty section, as trailers nearly always are
+            del self._buf[:1]
+            return ()
         view = memoryview(self._buf)
         offset = 0
         count = 0
