@@ -597,9 +597,13 @@ class ChunkedResponseSealer:
         if self._state != "chunks":
             raise EncoderStateError(f"seal() in state {self._state}")
         size = len(plaintext)
-        if 0 < size <= self._chunk_size:  # one streamed event: one chunk
-            sealed = self._key.seal(self._counter, plaintext, b"")
-            self._counter += 1
+        if 0 < size <= self._chunk_size:  # one streamed event: one chunk, sealed inline
+            key, counter = self._key, self._counter
+            if counter >= key._limit:
+                raise SequenceOverflow("response chunk counter exhausted")
+            nonce = (key._base ^ counter).to_bytes(key._nn)
+            sealed = key._aead.encrypt(nonce, plaintext, b"")
+            self._counter = counter + 1
             size += _TAG_SIZE
             if size < 0x40:  # RFC 9000 §16: 1- and 2-byte varints, written inline
                 return bytes((size,)) + sealed
