@@ -64,7 +64,7 @@ from sealgate.protocol.ohttp import (
     ChunkedResponseSealer,
     OneShotServer,
 )
-from sealgate.protocol.padding import SsePadder, padded_field, padding_to
+from sealgate.protocol.padding import SsePadder, pad_head, padding_to
 from sealgate.protocol.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
 from sealgate.protocol.problem import PROBLEMS, Problem
 from sealgate.protocol.replay import ReplayCacheFull, ReplayGuard, StaleRequest, http_date
@@ -200,9 +200,7 @@ def route_allowed(routes: tuple[tuple[str, str], ...], method: str, path: str) -
 
 def _head_bytes(status: int, headers: list[Field], bucket: int) -> bytes:
     """An indeterminate-length response head, padded to ``bucket`` with ``sealgate-padding``."""
-    size = len(StreamEncoder().response_head(status, headers))
-    padding = padded_field(size, bucket)
-    return StreamEncoder().response_head(status, headers + ([padding] if padding else []))
+    return pad_head(StreamEncoder().response_head(status, headers), bucket)
 
 
 def _tail_bytes(encoder: StreamEncoder, rest: bytes, bucket: int) -> bytes:

@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_CHUNK_BUCKET",
     "padding_to",
     "padded_field",
+    "pad_head",
     "SsePadder",
     "strip_sse_padding",
     "json_padding",
@@ -74,6 +75,18 @@ def padded_field(head_size: int, bucket: int) -> Field | None:
             if value >= 0 and varint_size(value) == length_size:
                 return (PADDING_FIELD, b" " * value)
         target += bucket
+
+
+def pad_head(head: bytes, bucket: int) -> bytes:
+    """An indeterminate-length BHTTP head (ending in its header-section terminator, 0x00)
+    with a :func:`padded_field` line inserted before that terminator: one encoding, no
+    second pass."""
+    field = padded_field(len(head), bucket)
+    if field is None:
+        return head
+    name, value = field
+    line = encode_varint(len(name)) + name + encode_varint(len(value)) + value
+    return head[:-1] + line + b"\x00"
 
 
 def json_padding(size: int, bucket: int) -> bytes:

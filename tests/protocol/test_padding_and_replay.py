@@ -179,3 +179,17 @@ def test_http_dates_round_trip() -> None:
     assert parse_http_date(http_date(1_700_000_000)) == 1_700_000_000
     assert parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT") == 784111777
     assert parse_http_date("not a date") is None
+
+
+@SETTINGS
+@given(st.integers(0, 5000), st.sampled_from([64, 128, 1024]), st.integers(200, 599))
+def test_pad_head_equals_encoding_the_padding_field_with_the_head(
+    extra: int, bucket: int, status: int
+) -> None:
+    from sealgate.protocol.padding import pad_head
+
+    headers = [(b"content-type", b"application/json"), (b"x-extra", b"v" * extra)]
+    head = StreamEncoder().response_head(status, headers)
+    field = padded_field(len(head), bucket)
+    assert field is not None
+    assert pad_head(head, bucket) == StreamEncoder().response_head(status, [*headers, field])
