@@ -1,0 +1,652 @@
+"""The attacks, as data: one :class:`Attack` per row of the report.
+
+A *client* attack is a pair of hooks for the adversarial proxy plus what the threat model
+expects of the client (refuse the tampered answer, or deliver the sealed request intact);
+the same entry runs against the sealgate SDK, a weakened SDK in the tests, or any program
+given with ``--client-cmd``. *Gateway* and *enclave* attacks are small functions over a
+URL. Adding an attack is adding one entry to :data:`CATALOGUE`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+
+from .proxy import SEALED_PATH, AdversarialProxy, Exchange, join_chunks, split_chunks
+
+__all__ = ["Attack", "CATALOGUE", "Outcome", "Reply", "Result", "Subject", "Context"]
+
+FLEET_PATH = "/.well-known/sealgate-fleet"
+#: Marks the prompt and the Authorization value, so a leak anywhere is a substring search.
+SECRET = "redteam-secret-7f3a"
+
+
+class Outcome(str, Enum):
+    CAUGHT = "caught"
+    NOT_CAUGHT = "not caught"
+    LIMIT = "not caught (limit of the protocol)"
+    NOT_APPLICABLE = "not applicable"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    outcome: Outcome
+    evidence: str
+
+
+@dataclass(slots=True)
+class Reply:
+    """What a client under test did with one request."""
+
+    status: str  # "ok" (it accepted an answer), "refused" (a clean error), "crashed"
+    text: str = ""
+    detail: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Subject(Protocol):
+    """A client under test: the SDK (in-process) or a ``--client-cmd`` program."""
+
+    name: str
+    ehbp: bool
+
+    def request(self, base_url: str, prompt: str, stream: bool) -> Reply: ...
+
+
+@dataclass
+class Context:
+    """Everything an attack may use. ``proxy`` sits in front of ``gateway_url``."""
+
+    proxy: AdversarialProxy | None
+    gateway_url: str | None
+    enclave_urls: list[str] = field(default_factory=list)
+    subject: Subject | None = None
+    #: Bounds for attacks on deployed systems.
+    max_requests: int = 40
+    deadline: float = 20.0
+
+
+Hook = Callable[[Exchange], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Attack:
+    id: str
+    title: str
+    #: The threat-model sentence this row checks (README, "Threat model").
+    promise: str
+    target: str  # "client", "gateway" or "enclave"
+    on_request: Hook | None = None
+    on_response: Hook | None = None
+    #: "refuse": the client must not accept the answer; "intact": it may succeed only with
+    #: the true answer; "no-send": it must not seal anything to a key the directory forged.
+    expect: str = "refuse"
+    stream: bool = True
+    #: In EHBP this is a limit the protocol documents (README, "Known limits").
+    ehbp_limit: bool = False
+    ehbp_applicable: bool = True
+    run: Callable[[Context], Result] | None = None
+
+
+# -- response tampering ------------------------------------------------------------------
+
+
+def _sealed_response(hook: Callable[[Exchange], None]) -> Hook:
+    def apply(exchange: Exchange) -> None:
+        if exchange.sealed and exchange.status == 200:
+            hook(exchange)
+            exchange.headers["x-redteam-applied"] = "1"
+
+    return apply
+
+
+def _is_ehbp(exchange: Exchange) -> bool:
+    return any(k.lower() == "ehbp-response-nonce" for k in exchange.response_headers)
+
+
+def _ehbp_frames(body: bytes) -> list[bytes]:
+    frames = []
+    while len(body) >= 4:
+        size = int.from_bytes(body[:4], "big")
+        frames.append(body[: 4 + size])
+        body = body[4 + size :]
+    return frames
+
+
+def _edit_chunks(edit: Callable[[list[bytes]], list[bytes]], *, keep_final: bool = True) -> Hook:
+    """Apply ``edit`` to the list of sealed chunks (OHTTP chunks, or EHBP frames)."""
+
+    def apply(exchange: Exchange) -> None:
+        if _is_ehbp(exchange):
+            exchange.response_body = b"".join(edit(_ehbp_frames(exchange.response_body)))
+            return
+        nonce, chunks, final = split_chunks(exchange.body, exchange.response_body)
+        exchange.response_body = join_chunks(nonce, edit(chunks), final if keep_final else None)
+
+    return _sealed_response(apply)
+
+
+def _flip(exchange: Exchange) -> None:
+    body = bytearray(exchange.response_body)
+    body[len(body) // 2] ^= 0x01
+    exchange.response_body = bytes(body)
+
+
+def _drop_final(exchange: Exchange) -> None:
+    if _is_ehbp(exchange):  # EHBP has no final marker: drop the last frame
+        frames = _ehbp_frames(exchange.response_body)
+        exchange.response_body = b"".join(frames[:-1])
+        return
+    nonce, chunks, _ = split_chunks(exchange.body, exchange.response_body)
+    exchange.response_body = join_chunks(nonce, chunks, None)
+
+
+def _cut_inside(exchange: Exchange) -> None:
+    exchange.response_body = exchange.response_body[: len(exchange.response_body) * 2 // 3]
+
+
+def _swap(chunks: list[bytes]) -> list[bytes]:
+    if len(chunks) >= 3:
+        chunks[1], chunks[2] = chunks[2], chunks[1]
+    return chunks
+
+
+def _duplicate(chunks: list[bytes]) -> list[bytes]:
+    return chunks[:2] + chunks[1:] if len(chunks) >= 2 else chunks + chunks
+
+
+def _drop_middle(chunks: list[bytes]) -> list[bytes]:
+    return chunks[:1] + chunks[2:] if len(chunks) >= 3 else chunks[:-1]
+
+
+def _plaintext_json(exchange: Exchange) -> None:
+    fake = {
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "FORGED"}}],
+    }
+    exchange.response_body = json.dumps(fake).encode()
+    exchange.response_headers = {"content-type": "application/json"}
+
+
+def _plaintext_sse(exchange: Exchange) -> None:
+    event = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "FORGED"}}]}
+    exchange.response_body = b"data: " + json.dumps(event).encode() + b"\n\ndata: [DONE]\n\n"
+    exchange.response_headers = {"content-type": "text/event-stream"}
+
+
+def _status(code: int) -> Hook:
+    def apply(exchange: Exchange) -> None:
+        exchange.status = code
+
+    return apply
+
+
+def _forge_header(exchange: Exchange) -> None:
+    exchange.response_headers["Sealgate-Verified-Enclave"] = "forged; key=forged"
+
+
+def _fake_refusal(code: int) -> Hook:
+    def apply(exchange: Exchange) -> None:
+        if exchange.sealed:
+            body = json.dumps({"type": "about:blank", "title": "forged", "status": code})
+            exchange.answer(code, body.encode(), "application/problem+json")
+
+    return apply
+
+
+# -- request tampering -------------------------------------------------------------------
+
+
+def _sealed_request(hook: Callable[[Exchange], None]) -> Hook:
+    def apply(exchange: Exchange) -> None:
+        if exchange.sealed:
+            hook(exchange)
+
+    return apply
+
+
+def _inject_headers(exchange: Exchange) -> None:
+    exchange.headers["Authorization"] = "Bearer stolen"
+    exchange.headers["X-Injected"] = "1"
+    exchange.target += ("&" if "?" in exchange.target else "?") + "model=evil"
+
+
+def _rewrite_target(exchange: Exchange) -> None:
+    if exchange.path == SEALED_PATH:
+        exchange.target = "/v1/chat/completions"
+    else:
+        exchange.target = "/v1/embeddings"
+
+
+def _flip_request(exchange: Exchange) -> None:
+    body = bytearray(exchange.body)
+    if body:
+        body[-1] ^= 0x01
+    exchange.body = bytes(body)
+
+
+def _downgrade(exchange: Exchange) -> None:
+    if exchange.path == SEALED_PATH:
+        exchange.answer(404, b'{"detail": "use EHBP"}', "application/problem+json")
+
+
+# -- fleet-directory lies ----------------------------------------------------------------
+
+
+def _directory(edit: Callable[[dict[str, Any]], None]) -> Hook:
+    def apply(exchange: Exchange) -> None:
+        if exchange.path == FLEET_PATH and exchange.status == 200:
+            document = json.loads(exchange.response_body)
+            edit(document)
+            exchange.response_body = json.dumps(document).encode()
+
+    return apply
+
+
+FORGED_KEY = "deadbeefdeadbeef"
+
+
+def _unbound_key(document: dict[str, Any]) -> None:
+    for entry in document.get("enclaves", []):
+        entry["keys"] = [FORGED_KEY]
+
+
+def _swap_documents(document: dict[str, Any]) -> None:
+    entries = document.get("enclaves", [])
+    if len(entries) >= 2:
+        entries[0]["attestation"], entries[1]["attestation"] = (
+            entries[1]["attestation"],
+            entries[0]["attestation"],
+        )
+        entries[0]["keys"], entries[1]["keys"] = entries[1]["keys"], entries[0]["keys"]
+        for entry in entries[2:]:
+            entry["healthy"] = False
+
+
+def _foreign_root(document: dict[str, Any]) -> None:
+    root = base64.b64encode(os.urandom(32)).decode()
+    for entry in document.get("enclaves", []):
+        entry["attestation"].setdefault("collateral", {})["software_root"] = root
+
+
+def _garbage(document: dict[str, Any]) -> None:
+    for index, entry in enumerate(document.get("enclaves", [])):
+        entry["load"] = float("nan") if index % 2 else 1e308
+        entry["id"] = "x" * 5000 if index == 0 else entry["id"]
+        entry["keys"] = "not-a-list" if index == 1 else entry["keys"]
+    document["enclaves"] = document.get("enclaves", []) + [None, 7, {"id": []}]
+
+
+def _stale(document: dict[str, Any]) -> None:
+    for entry in document.get("enclaves", []):
+        attestation = entry.get("attestation", {})
+        attestation["evidence"] = base64.b64encode(b'{"claims": "", "signature": ""}').decode()
+
+
+# -- custom client attacks ----------------------------------------------------------------
+
+
+def _need(ctx: Context) -> tuple[AdversarialProxy, Subject]:
+    assert ctx.proxy is not None and ctx.subject is not None
+    return ctx.proxy, ctx.subject
+
+
+def _replayed_response(ctx: Context) -> Result:
+    proxy, subject = _need(ctx)
+    proxy.reset()
+    first = subject.request(proxy.url, f"first {SECRET}", True)
+    captured = [e for e in proxy.exchanges if e.sealed and e.status == 200]
+    if first.status != "ok" or not captured:
+        return Result(Outcome.NOT_APPLICABLE, f"no sealed answer to capture ({first.detail})")
+    old = captured[-1]
+
+    def serve_old(exchange: Exchange) -> None:
+        if exchange.sealed:
+            exchange.status = old.status
+            exchange.response_headers = dict(old.response_headers)
+            exchange.response_body = old.response_body
+
+    proxy.reset(on_response=serve_old)
+    second = subject.request(proxy.url, f"second {SECRET}", True)
+    if second.status == "ok":
+        return Result(Outcome.NOT_CAUGHT, f"accepted the answer to another request: {second.text[-40:]!r}")
+    return Result(_refusal_outcome(second), f"refused: {second.detail[:90]}")
+
+
+def _refusal_outcome(reply: Reply) -> Outcome:
+    return Outcome.NOT_CAUGHT if reply.status == "crashed" else Outcome.CAUGHT
+
+
+def _replay_at_enclave(ctx: Context) -> Result:
+    proxy, subject = _need(ctx)
+    proxy.reset()
+    reply = subject.request(proxy.url, f"replay {SECRET}", False)
+    captured = [e for e in proxy.exchanges if e.sealed and e.status == 200]
+    if reply.status != "ok" or not captured:
+        return Result(Outcome.NOT_APPLICABLE, f"no sealed request to capture ({reply.detail})")
+    original = captured[-1]
+    before = sum(_metric(url, "sealgate_enclave_replays_total") for url in ctx.enclave_urls)
+    headers = {k: v for k, v in original.headers.items() if k.lower() not in ("host", "content-length")}
+    assert ctx.gateway_url is not None
+    answers = [
+        httpx.post(ctx.gateway_url + original.target, content=original.body, headers=headers, timeout=20)
+        for _ in range(3)
+    ]
+    after = sum(_metric(url, "sealgate_enclave_replays_total") for url in ctx.enclave_urls)
+    codes = [a.status_code for a in answers]
+    if original.path != SEALED_PATH:  # EHBP: nothing remembers a request
+        processed = sum(1 for a in answers if a.status_code == 200)
+        return Result(Outcome.LIMIT, f"EHBP: {processed}/3 replays answered 200 (processed again)")
+    if after - before >= 3:
+        return Result(Outcome.CAUGHT, f"3 replays refused by the enclave's guard (statuses {codes})")
+    return Result(Outcome.NOT_CAUGHT, f"replay counter rose by {after - before} of 3 (statuses {codes})")
+
+
+def _metric(url: str, name: str) -> float:
+    try:
+        text = httpx.get(url + "/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return 0.0
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((name + " ", name + "{"))
+    )
+
+
+def _token_lengths(ctx: Context) -> Result:
+    proxy, subject = _need(ctx)
+    sizes = []
+    for prompt in ("a b c d", "Supercalifragilistic hippopotamus exuberance xylophone"):
+        proxy.reset()
+        reply = subject.request(proxy.url, prompt, True)
+        sealed = [e for e in proxy.exchanges if e.sealed and e.status == 200]
+        if reply.status != "ok" or not sealed:
+            return Result(Outcome.NOT_APPLICABLE, f"no sealed stream to observe ({reply.detail})")
+        exchange = sealed[-1]
+        if _is_ehbp(exchange):
+            sizes.append([len(f) - 4 for f in _ehbp_frames(exchange.response_body)])
+        else:
+            _, chunks, final = split_chunks(exchange.body, exchange.response_body)
+            sizes.append([len(c) for c in chunks] + [len(final or b"")])
+    note = "; ".join(
+        f"answer {i + 1}: {len(s)} chunks of sizes {sorted(set(s))}" for i, s in enumerate(sizes)
+    )
+    if all(len(set(s[1:-2])) <= 1 for s in sizes):
+        return Result(Outcome.LIMIT, f"chunk counts leak, lengths padded; {note}")
+    return Result(Outcome.NOT_CAUGHT, f"token lengths visible; {note}")
+
+
+def _plaintext_on_the_wire(ctx: Context) -> Result:
+    proxy, subject = _need(ctx)
+    proxy.reset()
+    reply = subject.request(proxy.url, f"wire {SECRET}", False)
+    wire = bytes(proxy.wire)
+    leaks = [name for name, marker in (("prompt", SECRET), ("Authorization", "Bearer " + SECRET)) if marker.encode() in wire]
+    if leaks:
+        return Result(Outcome.NOT_CAUGHT, f"the gateway saw {', '.join(leaks)} in clear")
+    if reply.status != "ok":
+        return Result(Outcome.NOT_APPLICABLE, f"request failed: {reply.detail[:80]}")
+    return Result(Outcome.CAUGHT, f"{len(wire)} bytes on the wire, no prompt or Authorization")
+
+
+def _leak_in_errors(ctx: Context) -> Result:
+    proxy, subject = _need(ctx)
+    proxy.reset(on_response=_sealed_response(_flip))
+    reply = subject.request(proxy.url, f"error {SECRET}", False)
+    if reply.status == "ok":
+        return Result(Outcome.NOT_APPLICABLE, "the tampered answer was accepted (see bit flip)")
+    if SECRET in reply.detail:
+        return Result(Outcome.NOT_CAUGHT, "the error text contains the prompt")
+    return Result(Outcome.CAUGHT, f"error text has no prompt: {reply.detail[:70]}")
+
+
+def _fake_503_loop(ctx: Context) -> Result:
+    proxy, subject = _need(ctx)
+    proxy.reset(on_request=_fake_refusal(503))
+    started = time.monotonic()
+    reply = subject.request(proxy.url, f"loop {SECRET}", False)
+    tries = sum(1 for e in proxy.exchanges if e.sealed)
+    elapsed = time.monotonic() - started
+    if reply.status == "ok":
+        return Result(Outcome.NOT_CAUGHT, "accepted a forged 503 as an answer")
+    if tries <= 8:
+        return Result(_refusal_outcome(reply), f"gave up after {tries} attempts in {elapsed:.1f}s")
+    return Result(Outcome.NOT_CAUGHT, f"{tries} attempts: the loop is not bounded")
+
+
+# -- gateway and enclave attacks (plain sockets and HTTP; bounded) -------------------------
+
+
+def _raw(url: str, payload: bytes, timeout: float = 5.0) -> bytes:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        try:
+            sock.sendall(payload.replace(b"HOST", f"{host}:{port}".encode()))
+        except (BrokenPipeError, ConnectionResetError):
+            return b""  # closed on us mid-request: refused
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+        return data
+
+
+SMUGGLES = {
+    "CL.TE": b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: HOST\r\nContent-Length: 6\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: HOST\r\n\r\n",
+    "TE.CL": b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: HOST\r\nTransfer-Encoding: chunked\r\n"
+    b"Content-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n",
+    "TE obfuscated": b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: HOST\r\n"
+    b"Transfer-Encoding: xchunked\r\nContent-Length: 4\r\n\r\nabcd",
+    "double CL": b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: HOST\r\nContent-Length: 4\r\n"
+    b"Content-Length: 40\r\n\r\nabcd",
+}
+
+
+def _smuggling(ctx: Context) -> Result:
+    assert ctx.gateway_url is not None
+    seen = {}
+    for name, payload in SMUGGLES.items():
+        answer = _raw(ctx.gateway_url, payload)
+        statuses = [line.split(b" ")[1].decode() for line in answer.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+        seen[name] = statuses
+    bad = {n: s for n, s in seen.items() if len(s) != 1 or not s[0].startswith("4")}
+    if bad:
+        return Result(Outcome.NOT_CAUGHT, f"desync or non-4xx: {bad}")
+    return Result(Outcome.CAUGHT, "each payload: one 4xx, connection closed ("
+                  + ", ".join(f"{n} {s[0]}" for n, s in seen.items()) + ")")
+
+
+def _malformed_sealed(ctx: Context) -> Result:
+    assert ctx.gateway_url is not None
+    bodies = {"empty": b"", "garbage": os.urandom(64), "short header": b"\x01\x00"}
+    codes = {}
+    for name, body in bodies.items():
+        codes[name] = httpx.post(
+            ctx.gateway_url + SEALED_PATH,
+            content=body,
+            headers={"content-type": "message/ohttp-chunked-req"},
+            timeout=10,
+        ).status_code
+    if all(400 <= c < 500 for c in codes.values()):
+        return Result(Outcome.CAUGHT, f"4xx for every malformed body: {codes}")
+    return Result(Outcome.NOT_CAUGHT, f"statuses {codes}")
+
+
+def _oversize(ctx: Context) -> Result:
+    assert ctx.gateway_url is not None
+    header = b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: HOST\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n"
+    answer = _raw(ctx.gateway_url, header)
+    status = answer.split(b" ", 2)[1].decode() if answer.startswith(b"HTTP/1.1 ") else "closed"
+    if status == "closed" or status.startswith("4"):
+        return Result(Outcome.CAUGHT, f"200 KB header: {status}")
+    return Result(Outcome.NOT_CAUGHT, f"200 KB header answered {status}")
+
+
+def _nonce_flood(ctx: Context) -> Result:
+    assert ctx.gateway_url is not None
+    codes: list[int] = []
+    started = time.monotonic()
+    with httpx.Client(timeout=10) as http:
+        directory = http.get(ctx.gateway_url + FLEET_PATH).json()
+        key = next(iter(e["keys"][0] for e in directory.get("enclaves", []) if e.get("keys")), "")
+        headers = {"Sealgate-Key-Id": key}
+        for _ in range(ctx.max_requests):
+            if time.monotonic() - started > ctx.deadline:
+                break
+            url = ctx.gateway_url + "/.well-known/sealgate-attestation"
+            response = http.get(url, params={"nonce": os.urandom(32).hex()}, headers=headers)
+            codes.append(response.status_code)
+            if codes[-1] == 429:
+                break
+    if 429 in codes:
+        return Result(Outcome.CAUGHT, f"429 after {codes.index(429)} fresh-nonce requests")
+    return Result(Outcome.NOT_CAUGHT, f"{len(codes)} fresh-nonce requests, none limited")
+
+
+def _slowloris(ctx: Context) -> Result:
+    assert ctx.gateway_url is not None
+    parts = urlsplit(ctx.gateway_url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    sockets = []
+    for _ in range(4):
+        sock = socket.create_connection((host, port), timeout=5)
+        sock.sendall(b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: x\r\n")
+        sockets.append(sock)
+    started = time.monotonic()
+    served = httpx.get(ctx.gateway_url + "/healthz", timeout=10).status_code
+    closed = 0
+    try:
+        while time.monotonic() - started < ctx.deadline and closed < len(sockets):
+            closed = 0
+            for sock in sockets:
+                try:
+                    sock.sendall(b"X-Drip: 1\r\n")
+                    sock.settimeout(0.05)
+                    if sock.recv(4096) == b"":
+                        closed += 1
+                        continue
+                    closed += 1  # an answer (408) then close
+                except TimeoutError:
+                    pass
+                except OSError:
+                    closed += 1
+            time.sleep(1.0)
+    finally:
+        for sock in sockets:
+            sock.close()
+    if closed == len(sockets) and served == 200:
+        return Result(Outcome.CAUGHT, f"4 dripping heads closed after {time.monotonic() - started:.0f}s; others served")
+    return Result(Outcome.NOT_CAUGHT, f"{len(sockets) - closed}/4 dripping heads still open after {ctx.deadline:.0f}s")
+
+
+def _enclave_replay_direct(ctx: Context) -> Result:
+    if not ctx.enclave_urls:
+        return Result(Outcome.NOT_APPLICABLE, "no enclave URL")
+    code = httpx.post(
+        ctx.enclave_urls[0] + SEALED_PATH,
+        content=os.urandom(80),
+        headers={"content-type": "message/ohttp-chunked-req"},
+        timeout=10,
+    ).status_code
+    if 400 <= code < 500:
+        return Result(Outcome.CAUGHT, f"garbage sealed body: {code}")
+    return Result(Outcome.NOT_CAUGHT, f"garbage sealed body: {code}")
+
+
+# -- the catalogue -----------------------------------------------------------------------
+
+AEAD = "read or change ... the response's status, headers and body (all inside the AEAD)"
+FINAL = "pass a truncated stream as complete (the final chunk is sealed with AAD `final`)"
+INNER = "a rewritten outer request still delivers exactly the sealed one, or nothing"
+KEYS = "make a client use a key that is not bound in verified evidence"
+
+CATALOGUE: list[Attack] = [
+    Attack("resp-bitflip", "flip one bit of a sealed response", AEAD, "client",
+           on_response=_sealed_response(_flip)),
+    Attack("resp-truncate-boundary", "cut a stream between chunks (drop the final chunk)", FINAL,
+           "client", on_response=_sealed_response(_drop_final), ehbp_limit=True),
+    Attack("resp-truncate-inside", "cut a stream inside a chunk", FINAL, "client",
+           on_response=_sealed_response(_cut_inside)),
+    Attack("resp-reorder", "swap two sealed chunks", AEAD, "client",
+           on_response=_edit_chunks(_swap)),
+    Attack("resp-duplicate", "repeat a sealed chunk", AEAD, "client",
+           on_response=_edit_chunks(_duplicate)),
+    Attack("resp-drop", "drop a sealed chunk in the middle", AEAD, "client",
+           on_response=_edit_chunks(_drop_middle)),
+    Attack("resp-replayed", "answer with another request's sealed response", AEAD, "client",
+           run=_replayed_response),
+    Attack("plaintext-json", "substitute a plaintext 200 JSON answer", AEAD, "client",
+           on_response=_sealed_response(_plaintext_json), stream=False),
+    Attack("plaintext-sse", "substitute a plaintext SSE stream", AEAD, "client",
+           on_response=_sealed_response(_plaintext_sse)),
+    Attack("status-rewrite", "rewrite the status 200 -> 201", AEAD, "client",
+           on_response=_sealed_response(_status(201)), stream=False, ehbp_limit=True),
+    Attack("header-forge", "forge a Sealgate-Verified-Enclave response header",
+           "forge a `Sealgate-*` header the caller takes for the SDK's", "client",
+           on_response=_sealed_response(_forge_header), expect="intact", ehbp_limit=True),
+    Attack("req-inject", "inject Authorization, headers and query into the outer request", INNER,
+           "client", on_request=_sealed_request(_inject_headers), expect="intact", stream=False),
+    Attack("req-target", "rewrite the outer request target", INNER, "client",
+           on_request=_sealed_request(_rewrite_target), expect="intact", stream=False),
+    Attack("req-bitflip", "flip one bit of the sealed request", INNER, "client",
+           on_request=_sealed_request(_flip_request), expect="intact", stream=False),
+    Attack("downgrade", "refuse the native endpoint to force a weaker mode",
+           "the SDK never falls back from the native mode by itself", "client",
+           on_request=_downgrade, ehbp_applicable=False, stream=False),
+    Attack("dir-unbound-key", "directory lists a key not bound in evidence", KEYS, "client",
+           on_response=_directory(_unbound_key), expect="no-send", stream=False),
+    Attack("dir-swapped", "directory swaps two enclaves' documents", KEYS, "client",
+           on_response=_directory(_swap_documents), expect="no-send", stream=False),
+    Attack("dir-foreign-root", "directory carries a foreign attestation root", KEYS, "client",
+           on_response=_directory(_foreign_root), expect="no-send", stream=False),
+    Attack("dir-stale", "directory carries emptied/stale evidence", KEYS, "client",
+           on_response=_directory(_stale), expect="no-send", stream=False),
+    Attack("dir-garbage", "directory with NaN, oversize and garbage fields", KEYS, "client",
+           on_response=_directory(_garbage), expect="no-send", stream=False),
+    Attack("fake-503", "answer every sealed request with a forged 503",
+           "drop, delay or cut a response (never more); retries are bounded", "client",
+           run=_fake_503_loop),
+    Attack("fake-421", "answer every sealed request with a forged 421",
+           "drop, delay or cut a response (never more); retries are bounded", "client",
+           on_request=_fake_refusal(421), stream=False),
+    Attack("fake-422", "answer every sealed request with a forged 422",
+           "drop, delay or cut a response (never more); retries are bounded", "client",
+           on_request=_fake_refusal(422), stream=False),
+    Attack("replay-enclave", "replay a captured request three times",
+           "get a request processed twice", "client", run=_replay_at_enclave),
+    Attack("token-lengths", "observe chunk sizes of two different answers",
+           "sizes rounded up to padding buckets; chunk count leaks (known limit)", "client",
+           run=_token_lengths),
+    Attack("leak-wire", "look for the prompt and Authorization on the wire",
+           "read ... headers (`Authorization` included), the body", "client",
+           run=_plaintext_on_the_wire),
+    Attack("leak-errors", "look for the prompt in exception text",
+           "secrets never in errors", "client", run=_leak_in_errors),
+    Attack("gw-smuggling", "HTTP smuggling and desync payloads (CL.TE, TE.CL, ...)",
+           "bad network input gets a 4xx, never a desync", "gateway", run=_smuggling),
+    Attack("gw-malformed", "malformed sealed bodies", "bad network input gets a 4xx",
+           "gateway", run=_malformed_sealed),
+    Attack("gw-oversize", "oversize request head", "bad network input gets a 4xx",
+           "gateway", run=_oversize),
+    Attack("gw-nonce-flood", "fresh-nonce attestation flood", "nonce floods are rate-limited",
+           "gateway", run=_nonce_flood),
+    Attack("gw-slowloris", "slowloris: heads dripped a line a second",
+           "slow heads are closed at the header deadline", "gateway", run=_slowloris),
+    Attack("enclave-garbage", "garbage sealed body straight to an enclave",
+           "bad network input gets a 4xx", "enclave", run=_enclave_replay_direct),
+]

@@ -1,0 +1,253 @@
+"""Run the catalogue: against a local demo fleet (default), a third-party client program,
+or a deployed gateway / enclave given by URL."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..errors import SealgateError
+from ..policy import Policy
+from .catalogue import CATALOGUE, FORGED_KEY, SECRET, Attack, Context, Outcome, Reply, Result
+from .proxy import AdversarialProxy
+
+__all__ = ["Row", "SdkSubject", "CommandSubject", "run_local", "run_remote", "ADAPTERS"]
+
+ADAPTER_DIR = Path(__file__).resolve().parent / "adapters"
+#: Ready-made ``--client-cmd`` values for Tinfoil's EHBP clients.
+ADAPTERS = {
+    "tinfoil-ehbp": f"{shlex.quote(sys.executable)} {shlex.quote(str(ADAPTER_DIR / 'tinfoil_ehbp.py'))}",
+    "npm-ehbp": f"node {shlex.quote(str(ADAPTER_DIR / 'ehbp_npm.mjs'))}",
+}
+MODEL = "sealgate-demo-echo"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    attack: Attack
+    subject: str
+    result: Result
+
+    @property
+    def failed(self) -> bool:
+        return self.result.outcome is Outcome.NOT_CAUGHT
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.attack.id,
+            "attack": self.attack.title,
+            "target": self.attack.target,
+            "subject": self.subject,
+            "promise": self.attack.promise,
+            "result": self.result.outcome.value,
+            "evidence": self.result.evidence,
+        }
+
+
+def _sse_text(raw: bytes) -> str:
+    parts = []
+    for line in raw.decode(errors="replace").splitlines():
+        if line.startswith("data: ") and line != "data: [DONE]":
+            try:
+                choices = json.loads(line[6:]).get("choices") or []
+            except ValueError:
+                continue
+            if choices:
+                parts.append(choices[0].get("delta", {}).get("content") or "")
+    return "".join(parts)
+
+
+@dataclass
+class SdkSubject:
+    """The sealgate SDK in this process; ``factory`` builds the client (tests pass a weak one)."""
+
+    policy: Policy
+    factory: Callable[[str, Policy], Any] | None = None
+    name: str = "sealgate SDK"
+    ehbp: bool = False
+
+    def _client(self, base_url: str) -> Any:
+        if self.factory is not None:
+            return self.factory(base_url, self.policy)
+        from ..session import SecureClient
+
+        return SecureClient(base_url, self.policy, timeout=20, max_attempts=3)
+
+    def request(self, base_url: str, prompt: str, stream: bool) -> Reply:
+        body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "stream": stream}
+        headers = {"Authorization": f"Bearer {SECRET}"}
+        try:
+            with self._client(base_url) as secure, secure.httpx_client() as http:
+                if stream:
+                    with http.stream("POST", "/v1/chat/completions", json=body, headers=headers) as r:
+                        raw = b"".join(r.iter_bytes())
+                    text = _sse_text(raw) if r.status_code == 200 else ""
+                else:
+                    r = http.post("/v1/chat/completions", json=body, headers=headers)
+                    text = r.json()["choices"][0]["message"]["content"] if r.status_code == 200 else ""
+                if r.status_code != 200:
+                    return Reply("refused", detail=f"sealed status {r.status_code}")
+                return Reply("ok", text, headers=dict(r.headers))
+        except (SealgateError, httpx.HTTPError) as error:
+            return Reply("refused", detail=f"{type(error).__name__}: {error}")
+        except Exception as error:  # noqa: BLE001 - anything else is a crash to report
+            return Reply("crashed", detail=f"{type(error).__name__}: {error}")
+
+
+@dataclass
+class CommandSubject:
+    """A client program: env in, one JSON line ``{"status", "content"}`` out; exit 1 = refused."""
+
+    command: str
+    env: dict[str, str] = field(default_factory=dict)
+    name: str = "client command"
+    ehbp: bool = True
+    timeout: float = 30.0
+
+    def request(self, base_url: str, prompt: str, stream: bool) -> Reply:
+        env = {
+            **os.environ,
+            **self.env,
+            "SEALGATE_REDTEAM_URL": base_url,
+            "SEALGATE_REDTEAM_PROMPT": prompt,
+            "SEALGATE_REDTEAM_STREAM": "1" if stream else "0",
+            "SEALGATE_REDTEAM_MODEL": MODEL,
+        }
+        try:
+            done = subprocess.run(  # noqa: S603 - the user's own command, by design
+                shlex.split(self.command), env=env, capture_output=True, text=True, timeout=self.timeout
+            )
+        except subprocess.TimeoutExpired:
+            return Reply("crashed", detail=f"no answer within {self.timeout:.0f}s")
+        if done.returncode == 1:
+            return Reply("refused", detail=(done.stderr.strip().splitlines() or ["exit 1"])[-1])
+        if done.returncode != 0:
+            return Reply("crashed", detail=f"exit {done.returncode}: {done.stderr.strip()[-120:]}")
+        try:
+            answer = json.loads(done.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return Reply("crashed", detail=f"unparseable output {done.stdout[-80:]!r}")
+        if int(answer.get("status", 200)) >= 300:
+            return Reply("refused", detail=f"status {answer['status']}")
+        return Reply("ok", str(answer.get("content", "")), headers=answer.get("headers") or {})
+
+
+def classify(attack: Attack, ctx: Context) -> Result:
+    """Run one client attack through the proxy and judge the subject's reply."""
+    assert ctx.proxy is not None and ctx.subject is not None
+    subject, proxy = ctx.subject, ctx.proxy
+    if subject.ehbp and not attack.ehbp_applicable:
+        return Result(Outcome.NOT_APPLICABLE, "not a defence EHBP clients claim")
+    if attack.run is not None:
+        return attack.run(ctx)
+    proxy.reset(attack.on_request, attack.on_response)
+    prompt = f"hello {SECRET}"
+    reply = subject.request(proxy.url, prompt, attack.stream)
+    if SECRET.encode() in bytes(proxy.wire):
+        return Result(Outcome.NOT_CAUGHT, "sent the prompt in plaintext")
+    if reply.status == "crashed":
+        return Result(Outcome.NOT_CAUGHT, f"crashed: {reply.detail[:90]}")
+    limit = Outcome.LIMIT if subject.ehbp and attack.ehbp_limit else Outcome.NOT_CAUGHT
+    expected = f"You said: {prompt}"
+    if attack.on_response is not None and attack.expect == "refuse":
+        applied = [e for e in proxy.exchanges if "x-redteam-applied" in e.headers]
+        if not applied:
+            return Result(Outcome.NOT_APPLICABLE, f"nothing to tamper with ({reply.detail[:60]})")
+    if attack.expect == "refuse":
+        if reply.status == "ok":
+            return Result(limit, f"accepted tampered data: {reply.text[-50:]!r}")
+        return Result(Outcome.CAUGHT, f"refused: {reply.detail[:90]}")
+    if attack.expect == "no-send":
+        forged = [e for e in proxy.exchanges if e.headers.get("Sealgate-Key-Id") == FORGED_KEY]
+        if forged:
+            return Result(Outcome.NOT_CAUGHT, f"sealed {len(forged)} request(s) to the forged key")
+        if reply.status == "ok" and not reply.text.endswith(expected):
+            return Result(Outcome.NOT_CAUGHT, f"accepted a wrong answer {reply.text[-40:]!r}")
+        sent = sum(1 for e in proxy.exchanges if e.sealed)
+        what = "answered by a verified enclave" if reply.status == "ok" else reply.detail[:70]
+        return Result(Outcome.CAUGHT, f"{sent} sealed request(s), none to a lie; {what}")
+    # "intact": delivered exactly, or nothing
+    if reply.status != "ok":
+        return Result(Outcome.CAUGHT, f"nothing delivered: {reply.detail[:80]}")
+    forged_header = any(str(v).startswith("forged") for v in reply.headers.values())
+    if reply.text.endswith(expected) and not forged_header:
+        return Result(Outcome.CAUGHT, "the sealed request/response arrived exactly as sent")
+    what = "a forged header reached the caller" if forged_header else f"got {reply.text[-40:]!r}"
+    return Result(limit, what)
+
+
+def run_attacks(ctx: Context, attacks: Iterable[Attack], targets: set[str]) -> list[Row]:
+    rows = []
+    for attack in attacks:
+        if attack.target not in targets:
+            continue
+        subject = ctx.subject.name if attack.target == "client" and ctx.subject else attack.target
+        try:
+            result = classify(attack, ctx) if attack.target == "client" else _direct(attack, ctx)
+        except Exception as error:  # noqa: BLE001 - a broken attack is a row, not a crash
+            result = Result(Outcome.NOT_CAUGHT, f"attack error {type(error).__name__}: {error}")
+        rows.append(Row(attack, subject, result))
+    return rows
+
+
+def _direct(attack: Attack, ctx: Context) -> Result:
+    assert attack.run is not None
+    return attack.run(ctx)
+
+
+def run_local(
+    *,
+    client_cmd: str | None = None,
+    factory: Callable[[str, Policy], Any] | None = None,
+    only: set[str] | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> list[Row]:
+    """Start the demo fleet, put the adversarial gateway in front and run the catalogue."""
+    from ..demo import DemoFleet
+
+    attacks = [a for a in CATALOGUE if only is None or a.id in only]
+    progress("starting a local fleet (3 enclaves, a gateway) and the adversarial gateway")
+    with DemoFleet(3) as fleet, AdversarialProxy(fleet.gateway_url) as proxy:
+        policy = fleet.policy()
+        ctx = Context(proxy, fleet.gateway_url, list(fleet.enclave_urls), deadline=25.0)
+        if client_cmd is not None:
+            command = ADAPTERS.get(client_cmd, client_cmd)
+            ctx.subject = CommandSubject(
+                command,
+                env={
+                    "SEALGATE_REDTEAM_ROOT": fleet.root_public_key.hex(),
+                    "SEALGATE_REDTEAM_GATEWAY": fleet.gateway_url,
+                },
+                name=client_cmd if client_cmd in ADAPTERS else "client command",
+            )
+            progress(f"attacking {ctx.subject.name}")
+            return run_attacks(ctx, attacks, {"client"})
+        ctx.subject = SdkSubject(policy, factory)
+        progress("attacking the sealgate SDK, the gateway and the enclaves")
+        return run_attacks(ctx, attacks, {"client", "gateway", "enclave"})
+
+
+def run_remote(gateway: str | None, enclave: str | None, *, max_requests: int = 40,
+               deadline: float = 20.0) -> list[Row]:
+    """Attack a deployed gateway and/or enclave over HTTP, bounded in count and time."""
+    ctx = Context(None, gateway, [enclave] if enclave else [], max_requests=max_requests,
+                  deadline=deadline)
+    targets = set()
+    if gateway:
+        targets.add("gateway")
+    if enclave:
+        targets.add("enclave")
+    started = time.monotonic()
+    rows = run_attacks(ctx, CATALOGUE, targets)
+    del started
+    return rows
