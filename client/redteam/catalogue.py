@@ -293,6 +293,28 @@ def _stale(document: dict[str, Any]) -> None:
         attestation["evidence"] = base64.b64encode(b'{"claims": "", "signature": ""}').decode()
 
 
+def _gateway_key() -> tuple[str, bytes]:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from ...protocol.keyconfig import KeyConfig
+
+    public = X25519PrivateKey.generate().public_key().public_bytes_raw()
+    config = KeyConfig.for_x25519(public)
+    return config.fingerprint, config.to_bytes()
+
+
+GATEWAY_KEY, GATEWAY_KEY_CONFIG = _gateway_key()
+
+
+def _substitute_key(exchange: Exchange) -> None:
+    """Hand out a key the gateway holds; answer (never forward) whatever is sealed to it."""
+    if exchange.path == "/.well-known/hpke-keys":
+        exchange.answer(200, GATEWAY_KEY_CONFIG, "application/ohttp-keys")
+    elif any(k.lower() == "ehbp-encapsulated-key" for k in exchange.headers):
+        exchange.headers["x-redteam-sealed-to-gateway"] = "1"
+        exchange.answer(502, b'{"detail": "kept by the gateway"}', "application/problem+json")
+
+
 # -- custom client attacks ----------------------------------------------------------------
 
 
@@ -336,7 +358,8 @@ def _replay_at_enclave(ctx: Context) -> Result:
         return Result(Outcome.NOT_APPLICABLE, f"no sealed request to capture ({reply.detail})")
     original = captured[-1]
     before = sum(_metric(url, "sealgate_enclave_replays_total") for url in ctx.enclave_urls)
-    headers = {k: v for k, v in original.headers.items() if k.lower() not in ("host", "content-length")}
+    hop = ("host", "content-length", "transfer-encoding", "connection")
+    headers = {k: v for k, v in original.headers.items() if k.lower() not in hop}
     assert ctx.gateway_url is not None
     answers = [
         httpx.post(ctx.gateway_url + original.target, content=original.body, headers=headers, timeout=20)
@@ -600,24 +623,33 @@ CATALOGUE: list[Attack] = [
            "forge a `Sealgate-*` header the caller takes for the SDK's", "client",
            on_response=_sealed_response(_forge_header), expect="intact", ehbp_limit=True),
     Attack("req-inject", "inject Authorization, headers and query into the outer request", INNER,
-           "client", on_request=_sealed_request(_inject_headers), expect="intact", stream=False),
+           "client", on_request=_sealed_request(_inject_headers), expect="intact", stream=False,
+           ehbp_limit=True),
     Attack("req-target", "rewrite the outer request target", INNER, "client",
-           on_request=_sealed_request(_rewrite_target), expect="intact", stream=False),
+           on_request=_sealed_request(_rewrite_target), expect="intact", stream=False,
+           ehbp_limit=True),
     Attack("req-bitflip", "flip one bit of the sealed request", INNER, "client",
            on_request=_sealed_request(_flip_request), expect="intact", stream=False),
     Attack("downgrade", "refuse the native endpoint to force a weaker mode",
            "the SDK never falls back from the native mode by itself", "client",
            on_request=_downgrade, ehbp_applicable=False, stream=False),
     Attack("dir-unbound-key", "directory lists a key not bound in evidence", KEYS, "client",
-           on_response=_directory(_unbound_key), expect="no-send", stream=False),
+           on_response=_directory(_unbound_key), expect="no-send", stream=False,
+           ehbp_applicable=False),
     Attack("dir-swapped", "directory swaps two enclaves' documents", KEYS, "client",
-           on_response=_directory(_swap_documents), expect="no-send", stream=False),
+           on_response=_directory(_swap_documents), expect="no-send", stream=False,
+           ehbp_applicable=False),
     Attack("dir-foreign-root", "directory carries a foreign attestation root", KEYS, "client",
-           on_response=_directory(_foreign_root), expect="no-send", stream=False),
+           on_response=_directory(_foreign_root), expect="no-send", stream=False,
+           ehbp_applicable=False),
     Attack("dir-stale", "directory carries emptied/stale evidence", KEYS, "client",
-           on_response=_directory(_stale), expect="no-send", stream=False),
+           on_response=_directory(_stale), expect="no-send", stream=False,
+           ehbp_applicable=False),
     Attack("dir-garbage", "directory with NaN, oversize and garbage fields", KEYS, "client",
-           on_response=_directory(_garbage), expect="no-send", stream=False),
+           on_response=_directory(_garbage), expect="no-send", stream=False,
+           ehbp_applicable=False),
+    Attack("key-substitution", "serve the gateway's own key at /.well-known/hpke-keys", KEYS,
+           "client", on_request=_substitute_key, expect="no-send", stream=False),
     Attack("fake-503", "answer every sealed request with a forged 503",
            "drop, delay or cut a response (never more); retries are bounded", "client",
            run=_fake_503_loop),

@@ -185,8 +185,7 @@ class AdversarialProxy:
                 size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
                 parts += await reader.readexactly(size + 2)
                 del parts[-2:]
-                if size == 0:
-                    await reader.readuntil(b"\r\n")
+                if size == 0:  # "0\r\n" then the (empty) trailer section's CRLF, read above
                     break
                 if len(parts) > _MAX_BODY:
                     raise ValueError("request body too large")

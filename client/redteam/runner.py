@@ -18,7 +18,7 @@ import httpx
 
 from ..errors import SealgateError
 from ..policy import Policy
-from .catalogue import CATALOGUE, FORGED_KEY, SECRET, Attack, Context, Outcome, Reply, Result
+from .catalogue import CATALOGUE, FORGED_KEY, GATEWAY_KEY, SECRET, Attack, Context, Outcome, Reply, Result
 from .proxy import AdversarialProxy
 
 __all__ = ["Row", "SdkSubject", "CommandSubject", "run_local", "run_remote", "ADAPTERS"]
@@ -112,7 +112,7 @@ class CommandSubject:
     env: dict[str, str] = field(default_factory=dict)
     name: str = "client command"
     ehbp: bool = True
-    timeout: float = 30.0
+    timeout: float = 20.0
 
     def request(self, base_url: str, prompt: str, stream: bool) -> Reply:
         env = {
@@ -167,10 +167,24 @@ def classify(attack: Attack, ctx: Context) -> Result:
         if reply.status == "ok":
             return Result(limit, f"accepted tampered data: {reply.text[-50:]!r}")
         return Result(Outcome.CAUGHT, f"refused: {reply.detail[:90]}")
+    if subject.ehbp and attack.ehbp_limit and attack.on_request is not None:
+        forwarded = [e for e in proxy.exchanges if e.sealed and not e.answered]
+        if forwarded:
+            return Result(Outcome.LIMIT, "EHBP leaves method, path and headers unprotected: the "
+                          f"rewritten request reached the enclave (status {forwarded[-1].status})")
     if attack.expect == "no-send":
-        forged = [e for e in proxy.exchanges if e.headers.get("Sealgate-Key-Id") == FORGED_KEY]
+        forged = [
+            e
+            for e in proxy.exchanges
+            if e.headers.get("Sealgate-Key-Id") in (FORGED_KEY, GATEWAY_KEY)
+            or "x-redteam-sealed-to-gateway" in e.headers
+        ]
         if forged:
-            return Result(Outcome.NOT_CAUGHT, f"sealed {len(forged)} request(s) to the forged key")
+            return Result(
+                Outcome.NOT_CAUGHT,
+                f"sealed {len(forged)} request(s) to a key the gateway chose (it verified no "
+                "evidence binding that key)",
+            )
         if reply.status == "ok" and not reply.text.endswith(expected):
             return Result(Outcome.NOT_CAUGHT, f"accepted a wrong answer {reply.text[-40:]!r}")
         sent = sum(1 for e in proxy.exchanges if e.sealed)

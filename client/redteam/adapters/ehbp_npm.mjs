@@ -37,6 +37,6 @@ try {
   process.stdout.write(JSON.stringify({ status: response.status, content, headers }) + "\n");
   process.exit(0);
 } catch (error) {
-  process.stderr.write(`refused: ${error.name}: ${error.message}\n`);
+  process.stderr.write(`${error.name}: ${error.message}\n`);
   process.exit(1);
 }

@@ -42,7 +42,7 @@ def main() -> int:
             status = response.status_code
             content = response.json()["choices"][0]["message"]["content"] if status == 200 else ""
     except (ehbp.EHBPError, httpx.HTTPError, ValueError, KeyError) as error:
-        print(f"refused: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"{type(error).__name__}: {error}", file=sys.stderr)
         return 1
     print(json.dumps({"status": status, "content": content, "headers": dict(response.headers)}))
     return 0
