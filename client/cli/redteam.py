@@ -42,7 +42,9 @@ def _factory(spec: str) -> Any:
 @click.option("--only", multiple=True, metavar="ID", help="Run only these attack ids.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write JUnit XML.")
-@click.option("--sdk", hidden=True, help="module:factory(url, policy) building the client under test.")
+@click.option(
+    "--sdk", hidden=True, help="module:factory(url, policy) building the client under test."
+)
 def redteam(
     client_cmd: str | None,
     gateway: str | None,

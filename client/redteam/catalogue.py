@@ -16,7 +16,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -28,10 +28,10 @@ __all__ = ["Attack", "CATALOGUE", "Outcome", "Reply", "Result", "Subject", "Cont
 
 FLEET_PATH = "/.well-known/sealgate-fleet"
 #: Marks the prompt and the Authorization value, so a leak anywhere is a substring search.
-SECRET = "redteam-secret-7f3a"
+SECRET = "redteam-secret-7f3a"  # noqa: S105 - a marker to search for, not a credential
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     CAUGHT = "caught"
     NOT_CAUGHT = "not caught"
     LIMIT = "not caught (limit of the protocol)"
@@ -179,7 +179,10 @@ def _plaintext_json(exchange: Exchange) -> None:
 
 
 def _plaintext_sse(exchange: Exchange) -> None:
-    event = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "FORGED"}}]}
+    event = {
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {"content": "FORGED"}}],
+    }
     exchange.response_body = b"data: " + json.dumps(event).encode() + b"\n\ndata: [DONE]\n\n"
     exchange.response_headers = {"content-type": "text/event-stream"}
 
@@ -284,7 +287,7 @@ def _garbage(document: dict[str, Any]) -> None:
         entry["load"] = float("nan") if index % 2 else 1e308
         entry["id"] = "x" * 5000 if index == 0 else entry["id"]
         entry["keys"] = "not-a-list" if index == 1 else entry["keys"]
-    document["enclaves"] = document.get("enclaves", []) + [None, 7, {"id": []}]
+    document["enclaves"] = [*document.get("enclaves", []), None, 7, {"id": []}]
 
 
 def _stale(document: dict[str, Any]) -> None:
@@ -341,7 +344,9 @@ def _replayed_response(ctx: Context) -> Result:
     proxy.reset(on_response=serve_old)
     second = subject.request(proxy.url, f"second {SECRET}", True)
     if second.status == "ok":
-        return Result(Outcome.NOT_CAUGHT, f"accepted the answer to another request: {second.text[-40:]!r}")
+        return Result(
+            Outcome.NOT_CAUGHT, f"accepted the answer to another request: {second.text[-40:]!r}"
+        )
     return Result(_refusal_outcome(second), f"refused: {second.detail[:90]}")
 
 
@@ -362,7 +367,9 @@ def _replay_at_enclave(ctx: Context) -> Result:
     headers = {k: v for k, v in original.headers.items() if k.lower() not in hop}
     assert ctx.gateway_url is not None
     answers = [
-        httpx.post(ctx.gateway_url + original.target, content=original.body, headers=headers, timeout=20)
+        httpx.post(
+            ctx.gateway_url + original.target, content=original.body, headers=headers, timeout=20
+        )
         for _ in range(3)
     ]
     after = sum(_metric(url, "sealgate_enclave_replays_total") for url in ctx.enclave_urls)
@@ -371,8 +378,12 @@ def _replay_at_enclave(ctx: Context) -> Result:
         processed = sum(1 for a in answers if a.status_code == 200)
         return Result(Outcome.LIMIT, f"EHBP: {processed}/3 replays answered 200 (processed again)")
     if after - before >= 3:
-        return Result(Outcome.CAUGHT, f"3 replays refused by the enclave's guard (statuses {codes})")
-    return Result(Outcome.NOT_CAUGHT, f"replay counter rose by {after - before} of 3 (statuses {codes})")
+        return Result(
+            Outcome.CAUGHT, f"3 replays refused by the enclave's guard (statuses {codes})"
+        )
+    return Result(
+        Outcome.NOT_CAUGHT, f"replay counter rose by {after - before} of 3 (statuses {codes})"
+    )
 
 
 def _metric(url: str, name: str) -> float:
@@ -415,7 +426,11 @@ def _plaintext_on_the_wire(ctx: Context) -> Result:
     proxy.reset()
     reply = subject.request(proxy.url, f"wire {SECRET}", False)
     wire = bytes(proxy.wire)
-    leaks = [name for name, marker in (("prompt", SECRET), ("Authorization", "Bearer " + SECRET)) if marker.encode() in wire]
+    leaks = [
+        name
+        for name, marker in (("prompt", SECRET), ("Authorization", "Bearer " + SECRET))
+        if marker.encode() in wire
+    ]
     if leaks:
         return Result(Outcome.NOT_CAUGHT, f"the gateway saw {', '.join(leaks)} in clear")
     if reply.status != "ok":
@@ -453,7 +468,10 @@ def _fake_503_loop(ctx: Context) -> Result:
 
 def _raw(url: str, payload: bytes, timeout: float = 5.0) -> bytes:
     parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+    host, port = (
+        parts.hostname or "127.0.0.1",
+        parts.port or (443 if parts.scheme == "https" else 80),
+    )
     with socket.create_connection((host, port), timeout=timeout) as sock:
         try:
             sock.sendall(payload.replace(b"HOST", f"{host}:{port}".encode()))
@@ -485,13 +503,21 @@ def _smuggling(ctx: Context) -> Result:
     seen = {}
     for name, payload in SMUGGLES.items():
         answer = _raw(ctx.gateway_url, payload)
-        statuses = [line.split(b" ")[1].decode() for line in answer.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+        statuses = [
+            line.split(b" ")[1].decode()
+            for line in answer.split(b"\r\n")
+            if line.startswith(b"HTTP/1.1 ")
+        ]
         seen[name] = statuses
     bad = {n: s for n, s in seen.items() if len(s) != 1 or not s[0].startswith("4")}
     if bad:
         return Result(Outcome.NOT_CAUGHT, f"desync or non-4xx: {bad}")
-    return Result(Outcome.CAUGHT, "each payload: one 4xx, connection closed ("
-                  + ", ".join(f"{n} {s[0]}" for n, s in seen.items()) + ")")
+    return Result(
+        Outcome.CAUGHT,
+        "each payload: one 4xx, connection closed ("
+        + ", ".join(f"{n} {s[0]}" for n, s in seen.items())
+        + ")",
+    )
 
 
 def _malformed_sealed(ctx: Context) -> Result:
@@ -512,7 +538,11 @@ def _malformed_sealed(ctx: Context) -> Result:
 
 def _oversize(ctx: Context) -> Result:
     assert ctx.gateway_url is not None
-    header = b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: HOST\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n"
+    header = (
+        b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: HOST\r\nX-Big: "
+        + b"a" * 200_000
+        + b"\r\n\r\n"
+    )
     answer = _raw(ctx.gateway_url, header)
     status = answer.split(b" ", 2)[1].decode() if answer.startswith(b"HTTP/1.1 ") else "closed"
     if status == "closed" or status.startswith("4"):
@@ -573,8 +603,14 @@ def _slowloris(ctx: Context) -> Result:
         for sock in sockets:
             sock.close()
     if closed == len(sockets) and served == 200:
-        return Result(Outcome.CAUGHT, f"4 dripping heads closed after {time.monotonic() - started:.0f}s; others served")
-    return Result(Outcome.NOT_CAUGHT, f"{len(sockets) - closed}/4 dripping heads still open after {ctx.deadline:.0f}s")
+        return Result(
+            Outcome.CAUGHT,
+            f"4 dripping heads closed after {time.monotonic() - started:.0f}s; others served",
+        )
+    return Result(
+        Outcome.NOT_CAUGHT,
+        f"{len(sockets) - closed}/4 dripping heads still open after {ctx.deadline:.0f}s",
+    )
 
 
 def _enclave_replay_direct(ctx: Context) -> Result:
@@ -599,86 +635,273 @@ INNER = "a rewritten outer request still delivers exactly the sealed one, or not
 KEYS = "make a client use a key that is not bound in verified evidence"
 
 CATALOGUE: list[Attack] = [
-    Attack("resp-bitflip", "flip one bit of a sealed response", AEAD, "client",
-           on_response=_sealed_response(_flip)),
-    Attack("resp-truncate-boundary", "cut a stream between chunks (drop the final chunk)", FINAL,
-           "client", on_response=_sealed_response(_drop_final), ehbp_limit=True),
-    Attack("resp-truncate-inside", "cut a stream inside a chunk", FINAL, "client",
-           on_response=_sealed_response(_cut_inside)),
-    Attack("resp-reorder", "swap two sealed chunks", AEAD, "client",
-           on_response=_edit_chunks(_swap)),
-    Attack("resp-duplicate", "repeat a sealed chunk", AEAD, "client",
-           on_response=_edit_chunks(_duplicate)),
-    Attack("resp-drop", "drop a sealed chunk in the middle", AEAD, "client",
-           on_response=_edit_chunks(_drop_middle)),
-    Attack("resp-replayed", "answer with another request's sealed response", AEAD, "client",
-           run=_replayed_response),
-    Attack("plaintext-json", "substitute a plaintext 200 JSON answer", AEAD, "client",
-           on_response=_sealed_response(_plaintext_json), stream=False),
-    Attack("plaintext-sse", "substitute a plaintext SSE stream", AEAD, "client",
-           on_response=_sealed_response(_plaintext_sse)),
-    Attack("status-rewrite", "rewrite the status 200 -> 201", AEAD, "client",
-           on_response=_sealed_response(_status(201)), stream=False, ehbp_limit=True),
-    Attack("header-forge", "forge a Sealgate-Verified-Enclave response header",
-           "forge a `Sealgate-*` header the caller takes for the SDK's", "client",
-           on_response=_sealed_response(_forge_header), expect="intact", ehbp_limit=True),
-    Attack("req-inject", "inject Authorization, headers and query into the outer request", INNER,
-           "client", on_request=_sealed_request(_inject_headers), expect="intact", stream=False,
-           ehbp_limit=True),
-    Attack("req-target", "rewrite the outer request target", INNER, "client",
-           on_request=_sealed_request(_rewrite_target), expect="intact", stream=False,
-           ehbp_limit=True),
-    Attack("req-bitflip", "flip one bit of the sealed request", INNER, "client",
-           on_request=_sealed_request(_flip_request), expect="intact", stream=False),
-    Attack("downgrade", "refuse the native endpoint to force a weaker mode",
-           "the SDK never falls back from the native mode by itself", "client",
-           on_request=_downgrade, ehbp_applicable=False, stream=False),
-    Attack("dir-unbound-key", "directory lists a key not bound in evidence", KEYS, "client",
-           on_response=_directory(_unbound_key), expect="no-send", stream=False,
-           ehbp_applicable=False),
-    Attack("dir-swapped", "directory swaps two enclaves' documents", KEYS, "client",
-           on_response=_directory(_swap_documents), expect="no-send", stream=False,
-           ehbp_applicable=False),
-    Attack("dir-foreign-root", "directory carries a foreign attestation root", KEYS, "client",
-           on_response=_directory(_foreign_root), expect="no-send", stream=False,
-           ehbp_applicable=False),
-    Attack("dir-stale", "directory carries emptied/stale evidence", KEYS, "client",
-           on_response=_directory(_stale), expect="no-send", stream=False,
-           ehbp_applicable=False),
-    Attack("dir-garbage", "directory with NaN, oversize and garbage fields", KEYS, "client",
-           on_response=_directory(_garbage), expect="no-send", stream=False,
-           ehbp_applicable=False),
-    Attack("key-substitution", "serve the gateway's own key at /.well-known/hpke-keys", KEYS,
-           "client", on_request=_substitute_key, expect="no-send", stream=False),
-    Attack("fake-503", "answer every sealed request with a forged 503",
-           "drop, delay or cut a response (never more); retries are bounded", "client",
-           run=_fake_503_loop),
-    Attack("fake-421", "answer every sealed request with a forged 421",
-           "drop, delay or cut a response (never more); retries are bounded", "client",
-           on_request=_fake_refusal(421), stream=False),
-    Attack("fake-422", "answer every sealed request with a forged 422",
-           "drop, delay or cut a response (never more); retries are bounded", "client",
-           on_request=_fake_refusal(422), stream=False),
-    Attack("replay-enclave", "replay a captured request three times",
-           "get a request processed twice", "client", run=_replay_at_enclave),
-    Attack("token-lengths", "observe chunk sizes of two different answers",
-           "sizes rounded up to padding buckets; chunk count leaks (known limit)", "client",
-           run=_token_lengths),
-    Attack("leak-wire", "look for the prompt and Authorization on the wire",
-           "read ... headers (`Authorization` included), the body", "client",
-           run=_plaintext_on_the_wire),
-    Attack("leak-errors", "look for the prompt in exception text",
-           "secrets never in errors", "client", run=_leak_in_errors),
-    Attack("gw-smuggling", "HTTP smuggling and desync payloads (CL.TE, TE.CL, ...)",
-           "bad network input gets a 4xx, never a desync", "gateway", run=_smuggling),
-    Attack("gw-malformed", "malformed sealed bodies", "bad network input gets a 4xx",
-           "gateway", run=_malformed_sealed),
-    Attack("gw-oversize", "oversize request head", "bad network input gets a 4xx",
-           "gateway", run=_oversize),
-    Attack("gw-nonce-flood", "fresh-nonce attestation flood", "nonce floods are rate-limited",
-           "gateway", run=_nonce_flood),
-    Attack("gw-slowloris", "slowloris: heads dripped a line a second",
-           "slow heads are closed at the header deadline", "gateway", run=_slowloris),
-    Attack("enclave-garbage", "garbage sealed body straight to an enclave",
-           "bad network input gets a 4xx", "enclave", run=_enclave_replay_direct),
+    Attack(
+        "resp-bitflip",
+        "flip one bit of a sealed response",
+        AEAD,
+        "client",
+        on_response=_sealed_response(_flip),
+    ),
+    Attack(
+        "resp-truncate-boundary",
+        "cut a stream between chunks (drop the final chunk)",
+        FINAL,
+        "client",
+        on_response=_sealed_response(_drop_final),
+        ehbp_limit=True,
+    ),
+    Attack(
+        "resp-truncate-inside",
+        "cut a stream inside a chunk",
+        FINAL,
+        "client",
+        on_response=_sealed_response(_cut_inside),
+    ),
+    Attack(
+        "resp-reorder", "swap two sealed chunks", AEAD, "client", on_response=_edit_chunks(_swap)
+    ),
+    Attack(
+        "resp-duplicate",
+        "repeat a sealed chunk",
+        AEAD,
+        "client",
+        on_response=_edit_chunks(_duplicate),
+    ),
+    Attack(
+        "resp-drop",
+        "drop a sealed chunk in the middle",
+        AEAD,
+        "client",
+        on_response=_edit_chunks(_drop_middle),
+    ),
+    Attack(
+        "resp-replayed",
+        "answer with another request's sealed response",
+        AEAD,
+        "client",
+        run=_replayed_response,
+    ),
+    Attack(
+        "plaintext-json",
+        "substitute a plaintext 200 JSON answer",
+        AEAD,
+        "client",
+        on_response=_sealed_response(_plaintext_json),
+        stream=False,
+    ),
+    Attack(
+        "plaintext-sse",
+        "substitute a plaintext SSE stream",
+        AEAD,
+        "client",
+        on_response=_sealed_response(_plaintext_sse),
+    ),
+    Attack(
+        "status-rewrite",
+        "rewrite the status 200 -> 201",
+        AEAD,
+        "client",
+        on_response=_sealed_response(_status(201)),
+        stream=False,
+        ehbp_limit=True,
+    ),
+    Attack(
+        "header-forge",
+        "forge a Sealgate-Verified-Enclave response header",
+        "forge a `Sealgate-*` header the caller takes for the SDK's",
+        "client",
+        on_response=_sealed_response(_forge_header),
+        expect="intact",
+        ehbp_limit=True,
+    ),
+    Attack(
+        "req-inject",
+        "inject Authorization, headers and query into the outer request",
+        INNER,
+        "client",
+        on_request=_sealed_request(_inject_headers),
+        expect="intact",
+        stream=False,
+        ehbp_limit=True,
+    ),
+    Attack(
+        "req-target",
+        "rewrite the outer request target",
+        INNER,
+        "client",
+        on_request=_sealed_request(_rewrite_target),
+        expect="intact",
+        stream=False,
+        ehbp_limit=True,
+    ),
+    Attack(
+        "req-bitflip",
+        "flip one bit of the sealed request",
+        INNER,
+        "client",
+        on_request=_sealed_request(_flip_request),
+        expect="intact",
+        stream=False,
+    ),
+    Attack(
+        "downgrade",
+        "refuse the native endpoint to force a weaker mode",
+        "the SDK never falls back from the native mode by itself",
+        "client",
+        on_request=_downgrade,
+        ehbp_applicable=False,
+        stream=False,
+    ),
+    Attack(
+        "dir-unbound-key",
+        "directory lists a key not bound in evidence",
+        KEYS,
+        "client",
+        on_response=_directory(_unbound_key),
+        expect="no-send",
+        stream=False,
+        ehbp_applicable=False,
+    ),
+    Attack(
+        "dir-swapped",
+        "directory swaps two enclaves' documents",
+        KEYS,
+        "client",
+        on_response=_directory(_swap_documents),
+        expect="no-send",
+        stream=False,
+        ehbp_applicable=False,
+    ),
+    Attack(
+        "dir-foreign-root",
+        "directory carries a foreign attestation root",
+        KEYS,
+        "client",
+        on_response=_directory(_foreign_root),
+        expect="no-send",
+        stream=False,
+        ehbp_applicable=False,
+    ),
+    Attack(
+        "dir-stale",
+        "directory carries emptied/stale evidence",
+        KEYS,
+        "client",
+        on_response=_directory(_stale),
+        expect="no-send",
+        stream=False,
+        ehbp_applicable=False,
+    ),
+    Attack(
+        "dir-garbage",
+        "directory with NaN, oversize and garbage fields",
+        KEYS,
+        "client",
+        on_response=_directory(_garbage),
+        expect="no-send",
+        stream=False,
+        ehbp_applicable=False,
+    ),
+    Attack(
+        "key-substitution",
+        "serve the gateway's own key at /.well-known/hpke-keys",
+        KEYS,
+        "client",
+        on_request=_substitute_key,
+        expect="no-send",
+        stream=False,
+    ),
+    Attack(
+        "fake-503",
+        "answer every sealed request with a forged 503",
+        "drop, delay or cut a response (never more); retries are bounded",
+        "client",
+        run=_fake_503_loop,
+    ),
+    Attack(
+        "fake-421",
+        "answer every sealed request with a forged 421",
+        "drop, delay or cut a response (never more); retries are bounded",
+        "client",
+        on_request=_fake_refusal(421),
+        stream=False,
+    ),
+    Attack(
+        "fake-422",
+        "answer every sealed request with a forged 422",
+        "drop, delay or cut a response (never more); retries are bounded",
+        "client",
+        on_request=_fake_refusal(422),
+        stream=False,
+    ),
+    Attack(
+        "replay-enclave",
+        "replay a captured request three times",
+        "get a request processed twice",
+        "client",
+        run=_replay_at_enclave,
+    ),
+    Attack(
+        "token-lengths",
+        "observe chunk sizes of two different answers",
+        "sizes rounded up to padding buckets; chunk count leaks (known limit)",
+        "client",
+        run=_token_lengths,
+    ),
+    Attack(
+        "leak-wire",
+        "look for the prompt and Authorization on the wire",
+        "read ... headers (`Authorization` included), the body",
+        "client",
+        run=_plaintext_on_the_wire,
+    ),
+    Attack(
+        "leak-errors",
+        "look for the prompt in exception text",
+        "secrets never in errors",
+        "client",
+        run=_leak_in_errors,
+    ),
+    Attack(
+        "gw-smuggling",
+        "HTTP smuggling and desync payloads (CL.TE, TE.CL, ...)",
+        "bad network input gets a 4xx, never a desync",
+        "gateway",
+        run=_smuggling,
+    ),
+    Attack(
+        "gw-malformed",
+        "malformed sealed bodies",
+        "bad network input gets a 4xx",
+        "gateway",
+        run=_malformed_sealed,
+    ),
+    Attack(
+        "gw-oversize",
+        "oversize request head",
+        "bad network input gets a 4xx",
+        "gateway",
+        run=_oversize,
+    ),
+    Attack(
+        "gw-nonce-flood",
+        "fresh-nonce attestation flood",
+        "nonce floods are rate-limited",
+        "gateway",
+        run=_nonce_flood,
+    ),
+    Attack(
+        "gw-slowloris",
+        "slowloris: heads dripped a line a second",
+        "slow heads are closed at the header deadline",
+        "gateway",
+        run=_slowloris,
+    ),
+    Attack(
+        "enclave-garbage",
+        "garbage sealed body straight to an enclave",
+        "bad network input gets a 4xx",
+        "enclave",
+        run=_enclave_replay_direct,
+    ),
 ]

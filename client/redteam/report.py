@@ -68,7 +68,7 @@ def to_junit(rows: Sequence[Row]) -> str:
         elif row.result.outcome is Outcome.NOT_APPLICABLE:
             ElementTree.SubElement(case, "skipped", message=row.result.evidence)
         else:
-            ElementTree.SubElement(case, "system-out").text = (
-                f"{row.result.outcome.value}: {row.result.evidence}"
-            )
+            ElementTree.SubElement(
+                case, "system-out"
+            ).text = f"{row.result.outcome.value}: {row.result.evidence}"
     return ElementTree.tostring(suite, encoding="unicode")

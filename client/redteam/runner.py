@@ -18,7 +18,17 @@ import httpx
 
 from ..errors import SealgateError
 from ..policy import Policy
-from .catalogue import CATALOGUE, FORGED_KEY, GATEWAY_KEY, SECRET, Attack, Context, Outcome, Reply, Result
+from .catalogue import (
+    CATALOGUE,
+    FORGED_KEY,
+    GATEWAY_KEY,
+    SECRET,
+    Attack,
+    Context,
+    Outcome,
+    Reply,
+    Result,
+)
 from .proxy import AdversarialProxy
 
 __all__ = ["Row", "SdkSubject", "CommandSubject", "run_local", "run_remote", "ADAPTERS"]
@@ -89,12 +99,16 @@ class SdkSubject:
         try:
             with self._client(base_url) as secure, secure.httpx_client() as http:
                 if stream:
-                    with http.stream("POST", "/v1/chat/completions", json=body, headers=headers) as r:
+                    with http.stream(
+                        "POST", "/v1/chat/completions", json=body, headers=headers
+                    ) as r:
                         raw = b"".join(r.iter_bytes())
                     text = _sse_text(raw) if r.status_code == 200 else ""
                 else:
                     r = http.post("/v1/chat/completions", json=body, headers=headers)
-                    text = r.json()["choices"][0]["message"]["content"] if r.status_code == 200 else ""
+                    text = (
+                        r.json()["choices"][0]["message"]["content"] if r.status_code == 200 else ""
+                    )
                 if r.status_code != 200:
                     return Reply("refused", detail=f"sealed status {r.status_code}")
                 return Reply("ok", text, headers=dict(r.headers))
@@ -125,7 +139,12 @@ class CommandSubject:
         }
         try:
             done = subprocess.run(  # noqa: S603 - the user's own command, by design
-                shlex.split(self.command), env=env, capture_output=True, text=True, timeout=self.timeout
+                shlex.split(self.command),
+                env=env,
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
             )
         except subprocess.TimeoutExpired:
             return Reply("crashed", detail=f"no answer within {self.timeout:.0f}s")
@@ -170,8 +189,11 @@ def classify(attack: Attack, ctx: Context) -> Result:
     if subject.ehbp and attack.ehbp_limit and attack.on_request is not None:
         forwarded = [e for e in proxy.exchanges if e.sealed and not e.answered]
         if forwarded:
-            return Result(Outcome.LIMIT, "EHBP leaves method, path and headers unprotected: the "
-                          f"rewritten request reached the enclave (status {forwarded[-1].status})")
+            return Result(
+                Outcome.LIMIT,
+                "EHBP leaves method, path and headers unprotected: the "
+                f"rewritten request reached the enclave (status {forwarded[-1].status})",
+            )
     if attack.expect == "no-send":
         forged = [
             e
@@ -251,11 +273,13 @@ def run_local(
         return run_attacks(ctx, attacks, {"client", "gateway", "enclave"})
 
 
-def run_remote(gateway: str | None, enclave: str | None, *, max_requests: int = 40,
-               deadline: float = 20.0) -> list[Row]:
+def run_remote(
+    gateway: str | None, enclave: str | None, *, max_requests: int = 40, deadline: float = 20.0
+) -> list[Row]:
     """Attack a deployed gateway and/or enclave over HTTP, bounded in count and time."""
-    ctx = Context(None, gateway, [enclave] if enclave else [], max_requests=max_requests,
-                  deadline=deadline)
+    ctx = Context(
+        None, gateway, [enclave] if enclave else [], max_requests=max_requests, deadline=deadline
+    )
     targets = set()
     if gateway:
         targets.add("gateway")

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sealgate.client import Policy, ResponseIntegrityError, SecureClient
-from sealgate.client import native
+from sealgate.client import Policy, ResponseIntegrityError, SecureClient, native
 
 
 class _IgnoresFinalChunk(native._Opening):

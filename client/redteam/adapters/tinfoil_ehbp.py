@@ -28,9 +28,9 @@ def main() -> int:
     try:
         client = ehbp.Client.discover(url)
         if stream:
-            with client.stream("POST", "/v1/chat/completions", json_body=body) as response:
-                raw = b"".join(response.iter_bytes())
-                status = response.status_code
+            with client.stream("POST", "/v1/chat/completions", json_body=body) as streamed:
+                raw = b"".join(streamed.iter_bytes())
+                status, headers = streamed.status_code, dict(streamed.headers)
             content = ""
             for line in raw.decode().splitlines():
                 if line.startswith("data: ") and line != "data: [DONE]":
@@ -39,12 +39,12 @@ def main() -> int:
                         content += choices[0].get("delta", {}).get("content") or ""
         else:
             response = client.post("/v1/chat/completions", json_body=body)
-            status = response.status_code
+            status, headers = response.status_code, dict(response.headers)
             content = response.json()["choices"][0]["message"]["content"] if status == 200 else ""
     except (ehbp.EHBPError, httpx.HTTPError, ValueError, KeyError) as error:
         print(f"{type(error).__name__}: {error}", file=sys.stderr)
         return 1
-    print(json.dumps({"status": status, "content": content, "headers": dict(response.headers)}))
+    print(json.dumps({"status": status, "content": content, "headers": headers}))
     return 0
 
 
