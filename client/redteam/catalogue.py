@@ -74,6 +74,8 @@ class Context:
     #: Bounds for attacks on deployed systems.
     max_requests: int = 40
     deadline: float = 20.0
+    #: Log lines written so far by the SDK in this process and by the local gateway.
+    logs: Callable[[], list[str]] | None = None
 
 
 Hook = Callable[[Exchange], None]
@@ -447,6 +449,20 @@ def _leak_in_errors(ctx: Context) -> Result:
     if SECRET in reply.detail:
         return Result(Outcome.NOT_CAUGHT, "the error text contains the prompt")
     return Result(Outcome.CAUGHT, f"error text has no prompt: {reply.detail[:70]}")
+
+
+def _leak_in_logs(ctx: Context) -> Result:
+    proxy, subject = _need(ctx)
+    if ctx.logs is None:
+        return Result(Outcome.NOT_APPLICABLE, "no logs to read")
+    proxy.reset(on_response=_sealed_response(_flip))
+    subject.request(proxy.url, f"logs {SECRET}", False)
+    proxy.reset()
+    subject.request(proxy.url, f"logs {SECRET}", True)
+    lines = ctx.logs()
+    if any(SECRET in line for line in lines):
+        return Result(Outcome.NOT_CAUGHT, "a log line contains the prompt or Authorization")
+    return Result(Outcome.CAUGHT, f"{len(lines)} SDK and gateway log lines, no prompt or secret")
 
 
 def _fake_503_loop(ctx: Context) -> Result:
@@ -861,6 +877,14 @@ CATALOGUE: list[Attack] = [
         "secrets never in errors",
         "client",
         run=_leak_in_errors,
+    ),
+    Attack(
+        "leak-logs",
+        "look for the prompt and Authorization in the SDK's and the gateway's logs",
+        "secrets never in logs",
+        "client",
+        run=_leak_in_logs,
+        ehbp_applicable=False,
     ),
     Attack(
         "gw-smuggling",

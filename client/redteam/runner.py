@@ -3,13 +3,14 @@ or a deployed gateway / enclave given by URL."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shlex
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,15 @@ from .catalogue import (
 )
 from .proxy import AdversarialProxy
 
-__all__ = ["Row", "SdkSubject", "CommandSubject", "run_local", "run_remote", "ADAPTERS"]
+__all__ = [
+    "ADAPTERS",
+    "CommandSubject",
+    "Row",
+    "SdkSubject",
+    "local_adversary",
+    "run_local",
+    "run_remote",
+]
 
 ADAPTER_DIR = Path(__file__).resolve().parent / "adapters"
 #: Ready-made ``--client-cmd`` values for Tinfoil's EHBP clients.
@@ -241,6 +250,46 @@ def _direct(attack: Attack, ctx: Context) -> Result:
     return attack.run(ctx)
 
 
+class _LogTap(logging.Handler):
+    """Keeps every record of the ``sealgate`` loggers (and keeps them off stderr)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@contextlib.contextmanager
+def local_adversary(enclaves: int = 3) -> Iterator[tuple[Context, Any]]:
+    """A demo fleet with the adversarial gateway in front and a tap on the logs.
+
+    Yields the context (no subject yet) and the :class:`DemoFleet`.
+    """
+    from ..demo import DemoFleet
+
+    tap = _LogTap()
+    logger = logging.getLogger("sealgate")
+    level = logger.level
+    logger.addHandler(tap)
+    logger.setLevel(logging.DEBUG)
+    try:
+        with DemoFleet(enclaves) as fleet, AdversarialProxy(fleet.gateway_url) as proxy:
+            gateway_lines: list[str] = []
+
+            def logs() -> list[str]:
+                gateway_lines.extend(json.dumps(r) for r in fleet.gateway_saw(timeout=0.3))
+                return tap.lines + gateway_lines
+
+            ctx = Context(proxy, fleet.gateway_url, list(fleet.enclave_urls), deadline=25.0)
+            ctx.logs = logs
+            yield ctx, fleet
+    finally:
+        logger.removeHandler(tap)
+        logger.setLevel(level)
+
+
 def run_local(
     *,
     client_cmd: str | None = None,
@@ -249,26 +298,25 @@ def run_local(
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[Row]:
     """Start the demo fleet, put the adversarial gateway in front and run the catalogue."""
-    from ..demo import DemoFleet
-
     attacks = [a for a in CATALOGUE if only is None or a.id in only]
     progress("starting a local fleet (3 enclaves, a gateway) and the adversarial gateway")
-    with DemoFleet(3) as fleet, AdversarialProxy(fleet.gateway_url) as proxy:
-        policy = fleet.policy()
-        ctx = Context(proxy, fleet.gateway_url, list(fleet.enclave_urls), deadline=25.0)
+    with local_adversary() as (ctx, fleet):
         if client_cmd is not None:
-            command = ADAPTERS.get(client_cmd, client_cmd)
+            from ...enclave.attesters import measure_software
+
             ctx.subject = CommandSubject(
-                command,
+                ADAPTERS.get(client_cmd, client_cmd),
                 env={
                     "SEALGATE_REDTEAM_ROOT": fleet.root_public_key.hex(),
-                    "SEALGATE_REDTEAM_GATEWAY": fleet.gateway_url,
+                    "SEALGATE_REDTEAM_MEASUREMENT": measure_software(
+                        fleet.engine_description()
+                    ).hex(),
                 },
                 name=client_cmd if client_cmd in ADAPTERS else "client command",
             )
-            progress(f"attacking {ctx.subject.name}")
+            progress(f"attacking {ctx.subject.name} through the adversarial gateway")
             return run_attacks(ctx, attacks, {"client"})
-        ctx.subject = SdkSubject(policy, factory)
+        ctx.subject = SdkSubject(fleet.policy(), factory)
         progress("attacking the sealgate SDK, the gateway and the enclaves")
         return run_attacks(ctx, attacks, {"client", "gateway", "enclave"})
 
@@ -285,7 +333,4 @@ def run_remote(
         targets.add("gateway")
     if enclave:
         targets.add("enclave")
-    started = time.monotonic()
-    rows = run_attacks(ctx, CATALOGUE, targets)
-    del started
-    return rows
+    return run_attacks(ctx, CATALOGUE, targets)

@@ -13,10 +13,8 @@ import sys
 import pytest
 from click.testing import CliRunner
 from sealgate.client.cli import main
-from sealgate.client.demo import DemoFleet
-from sealgate.client.redteam import CATALOGUE, AdversarialProxy, Outcome
-from sealgate.client.redteam.catalogue import Context
-from sealgate.client.redteam.runner import SdkSubject, run_attacks
+from sealgate.client.redteam import CATALOGUE, Outcome
+from sealgate.client.redteam.runner import SdkSubject, local_adversary, run_attacks
 
 from ..gateway.test_ehbp_fleet import npm_ehbp  # noqa: F401 - the session fixture
 
@@ -29,8 +27,7 @@ EHBP_LIMITS = {"resp-truncate-boundary", "status-rewrite", "replay-enclave"}
 
 @pytest.fixture(scope="module")
 def adversary():
-    with DemoFleet(3) as fleet, AdversarialProxy(fleet.gateway_url) as proxy:
-        ctx = Context(proxy, fleet.gateway_url, list(fleet.enclave_urls), deadline=20.0)
+    with local_adversary() as (ctx, fleet):
         ctx.subject = SdkSubject(fleet.policy())
         yield ctx
 

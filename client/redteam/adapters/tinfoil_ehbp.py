@@ -6,6 +6,7 @@ Reads SEALGATE_REDTEAM_URL / _PROMPT / _STREAM / _MODEL; prints one JSON line
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -13,7 +14,9 @@ import sys
 
 def main() -> int:
     try:
-        import ehbp
+        # Tinfoil's client is the program under test, not a sealgate dependency: loaded by
+        # name so that sealgate never declares (or silently requires) it.
+        ehbp = importlib.import_module("ehbp")
         import httpx
     except ImportError as error:
         print(f"tinfoil-ehbp is not installed: {error}", file=sys.stderr)
