@@ -10,7 +10,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from ..redteam.report import table, to_json, to_junit
+from ..redteam.report import table, to_json, to_junit, to_markdown
 from ..redteam.runner import ADAPTERS, Row, run_local, run_remote
 
 NOTICE = (
@@ -41,6 +41,7 @@ def _factory(spec: str) -> Any:
 @click.option("--deadline", default=20.0, show_default=True, help="Seconds per remote attack.")
 @click.option("--only", multiple=True, metavar="ID", help="Run only these attack ids.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--markdown", is_flag=True, help="Print the report as a Markdown table.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write JUnit XML.")
 @click.option(
     "--sdk", hidden=True, help="module:factory(url, policy) building the client under test."
@@ -53,6 +54,7 @@ def redteam(
     deadline: float,
     only: tuple[str, ...],
     as_json: bool,
+    markdown: bool,
     junit: Path | None,
     sdk: str | None,
 ) -> None:
@@ -83,6 +85,8 @@ def redteam(
         junit.write_text(to_junit(rows))
     if as_json:
         click.echo(to_json(rows))
+    elif markdown:
+        click.echo(to_markdown(rows))
     else:
         table(rows, Console(width=200) if not sys.stdout.isatty() else Console())
     if any(row.failed for row in rows):

@@ -12,7 +12,7 @@ from rich.table import Table
 from .catalogue import Outcome
 from .runner import Row
 
-__all__ = ["table", "to_json", "to_junit"]
+__all__ = ["table", "to_json", "to_junit", "to_markdown"]
 
 _STYLE = {
     Outcome.CAUGHT: "green",
@@ -72,3 +72,15 @@ def to_junit(rows: Sequence[Row]) -> str:
                 case, "system-out"
             ).text = f"{row.result.outcome.value}: {row.result.evidence}"
     return ElementTree.tostring(suite, encoding="unicode")
+
+
+def to_markdown(rows: Sequence[Row]) -> str:
+    """A Markdown table (attack, subject, result, evidence), for READMEs and issues."""
+    lines = ["| attack | subject | result | evidence |", "|---|---|---|---|"]
+    for row in rows:
+        evidence = row.result.evidence.replace("|", "\\|")
+        lines.append(
+            f"| `{row.attack.id}` {row.attack.title} | {row.subject} | "
+            f"{row.result.outcome.value} | {evidence} |"
+        )
+    return "\n".join(lines)
