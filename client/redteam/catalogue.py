@@ -24,7 +24,7 @@ import httpx
 
 from .proxy import SEALED_PATH, AdversarialProxy, Exchange, join_chunks, split_chunks
 
-__all__ = ["Attack", "CATALOGUE", "Outcome", "Reply", "Result", "Subject", "Context"]
+__all__ = ["short", "Attack", "CATALOGUE", "Outcome", "Reply", "Result", "Subject", "Context"]
 
 FLEET_PATH = "/.well-known/sealgate-fleet"
 #: Marks the prompt and the Authorization value, so a leak anywhere is a substring search.
@@ -36,6 +36,13 @@ class Outcome(StrEnum):
     NOT_CAUGHT = "not caught"
     LIMIT = "not caught (limit of the protocol)"
     NOT_APPLICABLE = "not applicable"
+
+
+def short(text: str, limit: int) -> str:
+    """``text`` cut to about ``limit`` characters at a word boundary."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " …"
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,7 +356,7 @@ def _replayed_response(ctx: Context) -> Result:
         return Result(
             Outcome.NOT_CAUGHT, f"accepted the answer to another request: {second.text[-40:]!r}"
         )
-    return Result(_refusal_outcome(second), f"refused: {second.detail[:90]}")
+    return Result(_refusal_outcome(second), f"refused: {short(second.detail, 90)}")
 
 
 def _refusal_outcome(reply: Reply) -> Outcome:
@@ -436,7 +443,7 @@ def _plaintext_on_the_wire(ctx: Context) -> Result:
     if leaks:
         return Result(Outcome.NOT_CAUGHT, f"the gateway saw {', '.join(leaks)} in clear")
     if reply.status != "ok":
-        return Result(Outcome.NOT_APPLICABLE, f"request failed: {reply.detail[:80]}")
+        return Result(Outcome.NOT_APPLICABLE, f"request failed: {short(reply.detail, 80)}")
     return Result(Outcome.CAUGHT, f"{len(wire)} bytes on the wire, no prompt or Authorization")
 
 
@@ -448,7 +455,7 @@ def _leak_in_errors(ctx: Context) -> Result:
         return Result(Outcome.NOT_APPLICABLE, "the tampered answer was accepted (see bit flip)")
     if SECRET in reply.detail:
         return Result(Outcome.NOT_CAUGHT, "the error text contains the prompt")
-    return Result(Outcome.CAUGHT, f"error text has no prompt: {reply.detail[:70]}")
+    return Result(Outcome.CAUGHT, f"error text has no prompt: {short(reply.detail, 70)}")
 
 
 def _leak_in_logs(ctx: Context) -> Result:

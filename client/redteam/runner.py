@@ -29,6 +29,7 @@ from .catalogue import (
     Outcome,
     Reply,
     Result,
+    short,
 )
 from .proxy import AdversarialProxy
 
@@ -184,17 +185,19 @@ def classify(attack: Attack, ctx: Context) -> Result:
     if SECRET.encode() in bytes(proxy.wire):
         return Result(Outcome.NOT_CAUGHT, "sent the prompt in plaintext")
     if reply.status == "crashed":
-        return Result(Outcome.NOT_CAUGHT, f"crashed: {reply.detail[:90]}")
+        return Result(Outcome.NOT_CAUGHT, f"crashed: {short(reply.detail, 90)}")
     limit = Outcome.LIMIT if subject.ehbp and attack.ehbp_limit else Outcome.NOT_CAUGHT
     expected = f"You said: {prompt}"
     if attack.on_response is not None and attack.expect == "refuse":
         applied = [e for e in proxy.exchanges if "x-redteam-applied" in e.headers]
         if not applied:
-            return Result(Outcome.NOT_APPLICABLE, f"nothing to tamper with ({reply.detail[:60]})")
+            return Result(
+                Outcome.NOT_APPLICABLE, f"nothing to tamper with ({short(reply.detail, 60)})"
+            )
     if attack.expect == "refuse":
         if reply.status == "ok":
             return Result(limit, f"accepted tampered data: {reply.text[-50:]!r}")
-        return Result(Outcome.CAUGHT, f"refused: {reply.detail[:90]}")
+        return Result(Outcome.CAUGHT, f"refused: {short(reply.detail, 90)}")
     if subject.ehbp and attack.ehbp_limit and attack.on_request is not None:
         forwarded = [e for e in proxy.exchanges if e.sealed and not e.answered]
         if forwarded:
@@ -219,11 +222,11 @@ def classify(attack: Attack, ctx: Context) -> Result:
         if reply.status == "ok" and not reply.text.endswith(expected):
             return Result(Outcome.NOT_CAUGHT, f"accepted a wrong answer {reply.text[-40:]!r}")
         sent = sum(1 for e in proxy.exchanges if e.sealed)
-        what = "answered by a verified enclave" if reply.status == "ok" else reply.detail[:70]
+        what = "answered by a verified enclave" if reply.status == "ok" else short(reply.detail, 70)
         return Result(Outcome.CAUGHT, f"{sent} sealed request(s), none to a lie; {what}")
     # "intact": delivered exactly, or nothing
     if reply.status != "ok":
-        return Result(Outcome.CAUGHT, f"nothing delivered: {reply.detail[:80]}")
+        return Result(Outcome.CAUGHT, f"nothing delivered: {short(reply.detail, 80)}")
     forged_header = any(str(v).startswith("forged") for v in reply.headers.values())
     if reply.text.endswith(expected) and not forged_header:
         return Result(Outcome.CAUGHT, "the sealed request/response arrived exactly as sent")
