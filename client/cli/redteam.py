@@ -73,7 +73,9 @@ def redteam(
         if client_cmd or sdk:
             raise click.UsageError("--gateway/--enclave attack servers; drop --client-cmd/--sdk")
         err.print(f"[bold red]{NOTICE}[/]")
-        rows = run_remote(gateway, enclave, max_requests=max_requests, deadline=deadline)
+        rows = run_remote(
+            gateway, enclave, max_requests=max_requests, deadline=deadline, only=set(only) or None
+        )
     else:
         rows = run_local(
             client_cmd=client_cmd,

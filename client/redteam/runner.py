@@ -325,15 +325,20 @@ def run_local(
 
 
 def run_remote(
-    gateway: str | None, enclave: str | None, *, max_requests: int = 40, deadline: float = 20.0
+    gateway: str | None,
+    enclave: str | None,
+    *,
+    max_requests: int = 40,
+    deadline: float = 20.0,
+    only: set[str] | None = None,
 ) -> list[Row]:
-    """Attack a deployed gateway and/or enclave over HTTP, bounded in count and time."""
+    """Attack a deployed gateway and/or enclave over HTTP, bounded in count and time.
+
+    Only ``gateway`` and ``enclave`` are ever connected to.
+    """
     ctx = Context(
         None, gateway, [enclave] if enclave else [], max_requests=max_requests, deadline=deadline
     )
-    targets = set()
-    if gateway:
-        targets.add("gateway")
-    if enclave:
-        targets.add("enclave")
-    return run_attacks(ctx, CATALOGUE, targets)
+    targets = {name for name, url in (("gateway", gateway), ("enclave", enclave)) if url}
+    attacks = [a for a in CATALOGUE if only is None or a.id in only]
+    return run_attacks(ctx, attacks, targets)

@@ -107,3 +107,17 @@ def test_npm_ehbp_client_shows_the_documented_limits(npm_ehbp, monkeypatch):  # 
     code, report = _run("--client-cmd", "npm-ehbp", *_ehbp_args())
     rows = _ehbp_rows(code, report)
     assert rows["key-substitution"]["result"] == "not caught"
+
+
+def test_a_deployed_gateway_is_attacked_only_when_named_and_with_a_warning(adversary):
+    code, report = _run(
+        "--gateway", adversary.gateway_url, "--only", "gw-smuggling", "--only", "gw-malformed"
+    )
+    assert [row["result"] for row in report["rows"]] == ["caught", "caught"]
+    assert code == 0
+    warned = CliRunner().invoke(
+        main, ["redteam", "--gateway", adversary.gateway_url, "--only", "gw-malformed"]
+    )
+    assert "only on systems you operate" in " ".join(warned.stderr.split())
+    result = CliRunner().invoke(main, ["redteam", "--gateway", "ftp://127.0.0.1:9"])
+    assert result.exit_code == 2 and "not an http(s) URL" in result.output
