@@ -105,6 +105,8 @@ class Attack:
     ehbp_limit: bool = False
     ehbp_applicable: bool = True
     run: Callable[[Context], Result] | None = None
+    #: Waits on a server deadline: runs in the background, beside the other attacks.
+    slow: bool = False
 
 
 # -- response tampering ------------------------------------------------------------------
@@ -114,7 +116,7 @@ def _sealed_response(hook: Callable[[Exchange], None]) -> Hook:
     def apply(exchange: Exchange) -> None:
         if exchange.sealed and exchange.status == 200:
             hook(exchange)
-            exchange.headers["x-redteam-applied"] = "1"
+            exchange.headers[APPLIED] = "1"  # recorded, never sent: the request is gone
 
     return apply
 
@@ -266,6 +268,8 @@ def _directory(edit: Callable[[dict[str, Any]], None]) -> Hook:
 
 
 FORGED_KEY = "deadbeefdeadbeef"
+#: Marks (in the recorded request) an exchange whose response a hook tampered with.
+APPLIED = "x-redteam-applied"
 
 
 def _unbound_key(document: dict[str, Any]) -> None:
@@ -636,7 +640,51 @@ def _slowloris(ctx: Context) -> Result:
     )
 
 
-def _enclave_replay_direct(ctx: Context) -> Result:
+SLOW_BODY_BOUND = 45.0  # seconds; above the gateway's default body deadline (30 s)
+
+
+def _slow_body(ctx: Context) -> Result:
+    """A well-formed start (a real key id and request header), then one byte a second."""
+    assert ctx.gateway_url is not None
+    parts = urlsplit(ctx.gateway_url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    bound = max(ctx.deadline, SLOW_BODY_BOUND)
+    directory = httpx.get(ctx.gateway_url + FLEET_PATH, timeout=10).json()
+    entry = next(e for e in directory["enclaves"] if e.get("keys"))
+    from ...protocol.keyconfig import decode_key_configs
+
+    config = decode_key_configs(base64.b64decode(entry["attestation"]["key_configs"]))[0]
+    raw = config.to_bytes()
+    # RFC 9458 §4.3 header: key id, KEM, then the first KDF/AEAD pair the config offers.
+    prefix = raw[:3] + raw[-4:] + os.urandom(32)
+    started = time.monotonic()
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: message/ohttp-chunked-req\r\n"
+            + f"Sealgate-Key-Id: {entry['keys'][0]}\r\n".encode()
+            + b"Content-Length: 100000\r\n\r\n"
+            + prefix
+        )
+        sock.settimeout(1.0)
+        answer = b""
+        while time.monotonic() - started < bound:
+            try:
+                sock.sendall(b"\x00")
+                answer += sock.recv(4096)
+                break  # an answer, or the connection closed
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+    elapsed = time.monotonic() - started
+    status = answer.split(b" ", 2)[1].decode() if answer.startswith(b"HTTP/1.1 ") else "closed"
+    if elapsed < bound:
+        return Result(Outcome.CAUGHT, f"a body dripped at 1 byte/s: {status} after {elapsed:.0f}s")
+    return Result(Outcome.NOT_CAUGHT, f"a body dripped at 1 byte/s still open after {bound:.0f}s")
+
+
+def _enclave_garbage(ctx: Context) -> Result:
     if not ctx.enclave_urls:
         return Result(Outcome.NOT_APPLICABLE, "no enclave URL")
     code = httpx.post(
@@ -927,12 +975,21 @@ CATALOGUE: list[Attack] = [
         "slow heads are closed at the header deadline",
         "gateway",
         run=_slowloris,
+        slow=True,
+    ),
+    Attack(
+        "gw-slow-body",
+        "slow body: one byte a second",
+        "a slow body cannot hold a connection past the body deadline",
+        "gateway",
+        run=_slow_body,
+        slow=True,
     ),
     Attack(
         "enclave-garbage",
         "garbage sealed body straight to an enclave",
         "bad network input gets a 4xx",
         "enclave",
-        run=_enclave_replay_direct,
+        run=_enclave_garbage,
     ),
 ]

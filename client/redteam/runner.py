@@ -3,6 +3,7 @@ or a deployed gateway / enclave given by URL."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -20,6 +21,7 @@ import httpx
 from ..errors import SealgateError
 from ..policy import Policy
 from .catalogue import (
+    APPLIED,
     CATALOGUE,
     FORGED_KEY,
     GATEWAY_KEY,
@@ -189,7 +191,7 @@ def classify(attack: Attack, ctx: Context) -> Result:
     limit = Outcome.LIMIT if subject.ehbp and attack.ehbp_limit else Outcome.NOT_CAUGHT
     expected = f"You said: {prompt}"
     if attack.on_response is not None and attack.expect == "refuse":
-        applied = [e for e in proxy.exchanges if "x-redteam-applied" in e.headers]
+        applied = [e for e in proxy.exchanges if APPLIED in e.headers]
         if not applied:
             return Result(
                 Outcome.NOT_APPLICABLE, f"nothing to tamper with ({short(reply.detail, 60)})"
@@ -235,17 +237,22 @@ def classify(attack: Attack, ctx: Context) -> Result:
 
 
 def run_attacks(ctx: Context, attacks: Iterable[Attack], targets: set[str]) -> list[Row]:
-    rows = []
-    for attack in attacks:
-        if attack.target not in targets:
-            continue
-        subject = ctx.subject.name if attack.target == "client" and ctx.subject else attack.target
-        try:
-            result = classify(attack, ctx) if attack.target == "client" else _direct(attack, ctx)
-        except Exception as error:  # noqa: BLE001 - a broken attack is a row, not a crash
-            result = Result(Outcome.NOT_CAUGHT, f"attack error {type(error).__name__}: {error}")
-        rows.append(Row(attack, subject, result))
-    return rows
+    """Rows in catalogue order; attacks waiting on server deadlines run in the background."""
+    chosen = [a for a in attacks if a.target in targets]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        background = {a.id: pool.submit(_one, a, ctx) for a in chosen if a.slow}
+        rows = {a.id: _one(a, ctx) for a in chosen if not a.slow}
+        rows.update({name: future.result() for name, future in background.items()})
+    return [rows[a.id] for a in chosen]
+
+
+def _one(attack: Attack, ctx: Context) -> Row:
+    subject = ctx.subject.name if attack.target == "client" and ctx.subject else attack.target
+    try:
+        result = classify(attack, ctx) if attack.target == "client" else _direct(attack, ctx)
+    except Exception as error:  # noqa: BLE001 - a broken attack is a row, not a crash
+        result = Result(Outcome.NOT_CAUGHT, f"attack error {type(error).__name__}: {error}")
+    return Row(attack, subject, result)
 
 
 def _direct(attack: Attack, ctx: Context) -> Result:
