@@ -367,6 +367,51 @@ def _refusal_outcome(reply: Reply) -> Outcome:
     return Outcome.NOT_CAUGHT if reply.status == "crashed" else Outcome.CAUGHT
 
 
+def _swapped_concurrent(ctx: Context) -> Result:
+    """Two requests in flight at once; each gets the other's sealed response."""
+    import asyncio
+    import threading
+
+    proxy, subject = _need(ctx)
+    waiting: list[tuple[Exchange, bytes]] = []
+    swapped: list[bool] = []
+
+    async def swap(exchange: Exchange) -> None:
+        if not (exchange.sealed and exchange.status == 200):
+            return
+        waiting.append((exchange, exchange.response_body))
+        for _ in range(200):  # the other response, for up to 10 s
+            if len(waiting) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        mine = [i for i, (held, _) in enumerate(waiting[:2]) if held is exchange]
+        if len(waiting) >= 2 and mine:
+            exchange.response_body = waiting[1 - mine[0]][1]
+            swapped.append(True)
+
+    proxy.reset(on_response=swap)
+    replies: list[Reply] = []
+    threads = [
+        threading.Thread(target=lambda p=p: replies.append(subject.request(proxy.url, p, False)))
+        for p in (f"left {SECRET}", f"right {SECRET}")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    if not swapped:
+        return Result(
+            Outcome.NOT_APPLICABLE,
+            "the two requests were not in flight together",
+        )
+    accepted = [r for r in replies if r.status == "ok"]
+    if accepted:
+        return Result(
+            Outcome.NOT_CAUGHT, f"accepted the other request's answer: {accepted[0].text[-40:]!r}"
+        )
+    return Result(_refusal_outcome(replies[0]), f"both refused: {short(replies[0].detail, 80)}")
+
+
 def _replay_at_enclave(ctx: Context) -> Result:
     proxy, subject = _need(ctx)
     proxy.reset()
@@ -751,6 +796,13 @@ CATALOGUE: list[Attack] = [
         AEAD,
         "client",
         run=_replayed_response,
+    ),
+    Attack(
+        "resp-swapped",
+        "swap the sealed responses of two concurrent requests",
+        AEAD,
+        "client",
+        run=_swapped_concurrent,
     ),
     Attack(
         "plaintext-json",

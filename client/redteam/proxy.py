@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -60,7 +61,8 @@ class Exchange:
         self.answered = True
 
 
-Hook = Callable[[Exchange], None]
+#: A hook may be a coroutine function (to make exchanges wait for each other).
+Hook = Callable[[Exchange], Awaitable[None] | None]
 
 
 def split_chunks(request_body: bytes, response: bytes) -> tuple[bytes, list[bytes], bytes | None]:
@@ -93,6 +95,12 @@ def join_chunks(nonce: bytes, chunks: list[bytes], final: bytes | None) -> bytes
     return bytes(out)
 
 
+async def _call(hook: Hook, exchange: Exchange) -> None:
+    result = hook(exchange)
+    if inspect.isawaitable(result):
+        await result
+
+
 class AdversarialProxy:
     """``with AdversarialProxy(upstream) as proxy:``; set ``on_request``/``on_response``.
 
@@ -105,6 +113,8 @@ class AdversarialProxy:
         self.on_response: Hook | None = None
         self.exchanges: list[Exchange] = []
         self.wire = bytearray()
+        #: Exceptions raised by hooks (an attack's own bug), so a run cannot pass by accident.
+        self.errors: list[str] = []
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -120,6 +130,7 @@ class AdversarialProxy:
             self.on_request, self.on_response = on_request, on_response
             self.exchanges.clear()
             self.wire.clear()
+            self.errors.clear()
 
     def start(self) -> AdversarialProxy:
         self._thread.start()
@@ -164,6 +175,9 @@ class AdversarialProxy:
             await self._write(writer, exchange)
         except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
+        except Exception as error:  # noqa: BLE001 - a broken hook must not look like a refusal
+            with self._lock:
+                self.errors.append(f"{type(error).__name__}: {error}")
         finally:
             with contextlib.suppress(OSError):
                 writer.close()
@@ -201,7 +215,7 @@ class AdversarialProxy:
 
     async def _forward(self, exchange: Exchange) -> None:
         if self.on_request is not None:
-            self.on_request(exchange)
+            await _call(self.on_request, exchange)
         if not exchange.answered:
             outgoing = {k: v for k, v in exchange.headers.items() if k.lower() not in _HOP}
             try:
@@ -220,7 +234,7 @@ class AdversarialProxy:
                 }
                 exchange.response_body = upstream.content
         if self.on_response is not None:
-            self.on_response(exchange)
+            await _call(self.on_response, exchange)
 
     @staticmethod
     async def _write(writer: asyncio.StreamWriter, exchange: Exchange) -> None:

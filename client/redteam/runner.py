@@ -252,6 +252,8 @@ def _one(attack: Attack, ctx: Context) -> Row:
         result = classify(attack, ctx) if attack.target == "client" else _direct(attack, ctx)
     except Exception as error:  # noqa: BLE001 - a broken attack is a row, not a crash
         result = Result(Outcome.NOT_CAUGHT, f"attack error {type(error).__name__}: {error}")
+    if ctx.proxy is not None and ctx.proxy.errors and attack.target == "client":
+        result = Result(Outcome.NOT_CAUGHT, f"attack error in the proxy: {ctx.proxy.errors[0]}")
     return Row(attack, subject, result)
 
 
