@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ...protocol.keyconfig import decode_key_configs, fingerprint_of
 from .proxy import SEALED_PATH, AdversarialProxy, Exchange, join_chunks, split_chunks
 
 __all__ = ["short", "Attack", "CATALOGUE", "Outcome", "Reply", "Result", "Subject", "Context"]
@@ -83,6 +84,8 @@ class Context:
     deadline: float = 20.0
     #: Log lines written so far by the SDK in this process and by the local gateway.
     logs: Callable[[], list[str]] | None = None
+    #: An attestation document of an enclave running other code, signed by the trusted root.
+    other_measurement: dict[str, Any] | None = None
 
 
 Hook = Callable[[Exchange], None]
@@ -507,6 +510,35 @@ def _leak_in_errors(ctx: Context) -> Result:
     return Result(Outcome.CAUGHT, f"error text has no prompt: {short(reply.detail, 70)}")
 
 
+def _other_measurement(ctx: Context) -> Result:
+    proxy, subject = _need(ctx)
+    document = ctx.other_measurement
+    if document is None:
+        return Result(Outcome.NOT_APPLICABLE, "no enclave running other code to borrow from")
+    keys = [
+        fingerprint_of(config.to_bytes())
+        for config in decode_key_configs(base64.b64decode(document["key_configs"]))
+    ]
+
+    def lie(directory: dict[str, Any]) -> None:
+        for entry in directory.get("enclaves", []):
+            entry["attestation"], entry["keys"] = document, keys
+
+    proxy.reset(on_response=_directory(lie))
+    before = len(ctx.logs()) if ctx.logs else 0
+    reply = subject.request(proxy.url, f"measurement {SECRET}", False)
+    reasons = [
+        line.split(": ", 2)[-1].split(" (")[0]
+        for line in (ctx.logs()[before:] if ctx.logs else [])
+        if "refused" in line
+    ]
+    sent = [e for e in proxy.exchanges if e.headers.get("Sealgate-Key-Id") in keys]
+    if sent or reply.status == "ok":
+        return Result(Outcome.NOT_CAUGHT, f"sealed {len(sent)} request(s) to the other code")
+    why = short(reasons[0], 90) if reasons else short(reply.detail, 80)
+    return Result(_refusal_outcome(reply), f"nothing sealed to it; refused: {why}")
+
+
 def _leak_in_logs(ctx: Context) -> Result:
     proxy, subject = _need(ctx)
     if ctx.logs is None:
@@ -923,6 +955,14 @@ CATALOGUE: list[Attack] = [
         on_response=_directory(_garbage),
         expect="no-send",
         stream=False,
+        ehbp_applicable=False,
+    ),
+    Attack(
+        "dir-other-measurement",
+        "directory serves genuine evidence (trusted root) of other code",
+        KEYS,
+        "client",
+        run=_other_measurement,
         ehbp_applicable=False,
     ),
     Attack(

@@ -11,6 +11,7 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -296,10 +297,65 @@ def local_adversary(enclaves: int = 3) -> Iterator[tuple[Context, Any]]:
 
             ctx = Context(proxy, fleet.gateway_url, list(fleet.enclave_urls), deadline=25.0)
             ctx.logs = logs
-            yield ctx, fleet
+            with _other_code(fleet) as document:
+                ctx.other_measurement = document
+                yield ctx, fleet
     finally:
         logger.removeHandler(tap)
         logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _other_code(fleet: Any) -> Iterator[dict[str, Any] | None]:
+    """An extra enclave running *other* code (another engine configuration), signed by the
+    fleet's own root: its attestation document, for the directory to lie with."""
+    import socket
+    import tempfile
+
+    from cryptography.hazmat.primitives import serialization
+
+    with tempfile.TemporaryDirectory(prefix="sealgate-redteam-") as tmp:
+        key = Path(tmp) / "root.pem"
+        key.write_bytes(
+            fleet.root.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        key.chmod(0o600)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        args = [sys.executable, "-m", "sealgate.enclave", "--port", str(port)]
+        args += ["--software-root-key", str(key), "--model", "redteam-other-code"]
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [*args, "--log-level", "warning"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            document = None
+            for _ in range(300):
+                if proc.poll() is not None:
+                    break
+                try:
+                    response = httpx.get(url + "/.well-known/sealgate-attestation", timeout=1)
+                    if response.status_code == 200:
+                        document = response.json()
+                        break
+                except httpx.HTTPError:
+                    pass
+                threading.Event().wait(0.1)
+            yield document
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def run_local(
