@@ -144,7 +144,9 @@ def _edit_chunks(edit: Callable[[list[bytes]], list[bytes]], *, keep_final: bool
         if _is_ehbp(exchange):
             exchange.response_body = b"".join(edit(_ehbp_frames(exchange.response_body)))
             return
-        nonce, chunks, final = split_chunks(exchange.body, exchange.response_body)
+        nonce, chunks, final = split_chunks(
+            exchange.body, exchange.response_body, multi=exchange.multi
+        )
         exchange.response_body = join_chunks(nonce, edit(chunks), final if keep_final else None)
 
     return _sealed_response(apply)
@@ -161,7 +163,7 @@ def _drop_final(exchange: Exchange) -> None:
         frames = _ehbp_frames(exchange.response_body)
         exchange.response_body = b"".join(frames[:-1])
         return
-    nonce, chunks, _ = split_chunks(exchange.body, exchange.response_body)
+    nonce, chunks, _ = split_chunks(exchange.body, exchange.response_body, multi=exchange.multi)
     exchange.response_body = join_chunks(nonce, chunks, None)
 
 
@@ -472,7 +474,9 @@ def _token_lengths(ctx: Context) -> Result:
         if _is_ehbp(exchange):
             sizes.append([len(f) - 4 for f in _ehbp_frames(exchange.response_body)])
         else:
-            _, chunks, final = split_chunks(exchange.body, exchange.response_body)
+            _, chunks, final = split_chunks(
+                exchange.body, exchange.response_body, multi=exchange.multi
+            )
             sizes.append([len(c) for c in chunks] + [len(final or b"")])
     note = "; ".join(
         f"answer {i + 1}: {len(s)} chunks of sizes {sorted(set(s))}" for i, s in enumerate(sizes)

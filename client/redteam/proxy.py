@@ -50,6 +50,14 @@ class Exchange:
         return self.target.split("?", 1)[0]
 
     @property
+    def multi(self) -> bool:
+        """A multi-recipient response (its prefix names the answering key)."""
+        return any(
+            k.lower() == "content-type" and v.startswith("message/sealgate-multi-res")
+            for k, v in self.response_headers.items()
+        )
+
+    @property
     def sealed(self) -> bool:
         return self.path == SEALED_PATH or any(
             k.lower() == "ehbp-encapsulated-key" for k in self.headers
@@ -65,13 +73,20 @@ class Exchange:
 Hook = Callable[[Exchange], Awaitable[None] | None]
 
 
-def split_chunks(request_body: bytes, response: bytes) -> tuple[bytes, list[bytes], bytes | None]:
-    """A chunked OHTTP response as (nonce, non-final chunks, final chunk or None if absent).
+def split_chunks(
+    request_body: bytes, response: bytes, *, multi: bool = False
+) -> tuple[bytes, list[bytes], bytes | None]:
+    """A chunked OHTTP response as (prefix, non-final chunks, final chunk or None if absent).
 
-    The nonce size comes from the AEAD id in the (public) request header.
+    The prefix is the response nonce, whose size comes from the AEAD id in the (public)
+    request header; a multi-recipient response (``message/sealgate-multi-res``) starts
+    with the answering key's 8-byte fingerprint, then a 32-byte nonce.
     """
-    aead = int.from_bytes(request_body[5:7], "big") if len(request_body) >= 7 else 1
-    size = _NONCE.get(aead, 32)
+    if multi:
+        size = 8 + 32
+    else:
+        aead = int.from_bytes(request_body[5:7], "big") if len(request_body) >= 7 else 1
+        size = _NONCE.get(aead, 32)
     nonce, rest = response[:size], response[size:]
     chunks: list[bytes] = []
     while rest:
