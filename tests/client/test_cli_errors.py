@@ -16,6 +16,7 @@ from sealgate.enclave.engines.upstream import HTTPEngine
 from sealgate.gateway import Discovery
 from sealgate.protocol import PROBLEMS
 
+from ..clirunner import stderr_runner
 from ..servers import free_port
 
 openai = pytest.importorskip("openai", reason="the openai SDK (dev extra) is not installed")
@@ -119,16 +120,9 @@ def test_a_v1_base_url_is_stripped_with_a_warning(trio):
         assert reply.choices[0].message.content.endswith("You said: hello")
 
 
-def _separate_stderr_runner() -> CliRunner:
-    try:
-        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]  # click < 8.2
-    except TypeError:
-        return CliRunner()  # click >= 8.2 always keeps stderr apart
-
-
 def test_the_cli_accepts_a_v1_url_and_says_to_drop_it(trio):
     gw, policy = trio
-    runner = _separate_stderr_runner()
+    runner = stderr_runner()
     chat = runner.invoke(
         main, ["chat", "--gateway", gw.url + "/v1", "hello cli", *_policy_args(policy)]
     )

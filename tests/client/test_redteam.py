@@ -16,6 +16,7 @@ from sealgate.client.cli import main
 from sealgate.client.redteam import CATALOGUE, Outcome
 from sealgate.client.redteam.runner import SdkSubject, local_adversary, run_attacks
 
+from ..clirunner import stderr_runner
 from ..gateway.test_ehbp_fleet import npm_ehbp  # noqa: F401 - the session fixture
 
 #: Rows whose honest answer is a known limit even for the SDK (README, "Known limits").
@@ -115,7 +116,7 @@ def test_a_deployed_gateway_is_attacked_only_when_named_and_with_a_warning(adver
     )
     assert [row["result"] for row in report["rows"]] == ["caught", "caught"]
     assert code == 0
-    warned = CliRunner().invoke(
+    warned = stderr_runner().invoke(
         main, ["redteam", "--gateway", adversary.gateway_url, "--only", "gw-malformed"]
     )
     assert "only on systems you operate" in " ".join(warned.stderr.split())
