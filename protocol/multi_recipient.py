@@ -55,10 +55,10 @@ from .ohttp import (
     RequestHeader,
     _ChunkReader,
     _recipient,
+    _seal_chunks,
+    _seal_final_chunks,
     _sender,
-    _split,
 )
-from .varint import encode_varint
 
 __all__ = ["MultiRequestSealer", "MultiRequestOpener", "MultiResponseOpener"]
 
@@ -153,22 +153,14 @@ class MultiRequestSealer:
         """Non-final chunks for ``plaintext`` (nothing for empty input)."""
         if self._finished:
             raise EncoderStateError("seal() after seal_final()")
-        out = []
-        for piece in _split(plaintext, self._chunk_size):
-            sealed = self._body.seal(piece, b"")
-            out.append(encode_varint(len(sealed)) + sealed)
-        return b"".join(out)
+        return _seal_chunks(self._body.seal, plaintext, self._chunk_size)
 
     def seal_final(self, plaintext: bytes = b"") -> bytes:
-        """The final chunk (AAD "final")."""
+        """The final chunk (AAD "final"), after non-final ones if ``plaintext`` needs them."""
         if self._finished:
             raise EncoderStateError("seal_final() called twice")
-        head = b""
-        if len(plaintext) > self._chunk_size:
-            head = self.seal(plaintext[: -self._chunk_size])
-            plaintext = plaintext[-self._chunk_size :]
         self._finished = True
-        return head + b"\x00" + self._body.seal(plaintext, _FINAL)
+        return _seal_final_chunks(self._body.seal, plaintext, self._chunk_size)
 
     def response_opener(self, max_chunk: int = DEFAULT_MAX_CHUNK) -> MultiResponseOpener:
         """The decoder of this request's response, whichever candidate answers."""

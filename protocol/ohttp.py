@@ -410,6 +410,25 @@ def _split(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
+def _seal_chunks(seal_one: Callable[[bytes, bytes], bytes], plaintext: bytes, size: int) -> bytes:
+    """Non-final chunks: ``varint(len) || seal_one(piece, "")`` per piece of at most ``size``."""
+    out = []
+    for piece in _split(plaintext, size):
+        sealed = seal_one(piece, b"")
+        out.append(encode_varint(len(sealed)) + sealed)
+    return b"".join(out)
+
+
+def _seal_final_chunks(
+    seal_one: Callable[[bytes, bytes], bytes], plaintext: bytes, size: int
+) -> bytes:
+    """Leading non-final chunks, then the final chunk (length 0, AAD "final") of at most ``size``."""
+    cut = max(len(plaintext) - size, 0)
+    return (
+        _seal_chunks(seal_one, plaintext[:cut], size) + b"\x00" + seal_one(plaintext[cut:], _FINAL)
+    )
+
+
 class ChunkedRequestSealer:
     """Client: ``header`` first, then ``seal`` for each piece, then ``seal_final``."""
 
@@ -429,28 +448,22 @@ class ChunkedRequestSealer:
         self._finished = False
         self.chunks_sealed = 0
 
+    def _seal_one(self, piece: bytes, aad: bytes) -> bytes:
+        self.chunks_sealed += 1
+        return self._context.seal(piece, aad)
+
     def seal(self, plaintext: bytes) -> bytes:
         """Non-final chunks for ``plaintext`` (nothing for empty input: empty chunks are invalid)."""
         if self._finished:
             raise EncoderStateError("seal() after seal_final(): the request is complete")
-        out = []
-        for piece in _split(plaintext, self._chunk_size):
-            sealed = self._context.seal(piece, b"")
-            self.chunks_sealed += 1
-            out.append(encode_varint(len(sealed)) + sealed)
-        return b"".join(out)
+        return _seal_chunks(self._seal_one, plaintext, self._chunk_size)
 
     def seal_final(self, plaintext: bytes = b"") -> bytes:
-        """The final chunk (AAD "final"); ``plaintext`` may be empty."""
+        """The final chunk (AAD "final"), after non-final ones if ``plaintext`` needs them."""
         if self._finished:
             raise EncoderStateError("seal_final() called twice")
         self._finished = True
-        head = (
-            self.seal(plaintext[: -self._chunk_size]) if len(plaintext) > self._chunk_size else b""
-        )
-        last = plaintext[-self._chunk_size :] if len(plaintext) > self._chunk_size else plaintext
-        self.chunks_sealed += 1
-        return head + b"\x00" + self._context.seal(last, _FINAL)
+        return _seal_final_chunks(self._seal_one, plaintext, self._chunk_size)
 
     def response_opener(self, max_chunk: int = DEFAULT_MAX_CHUNK) -> ChunkedResponseOpener:
         """The decoder of this request's response."""

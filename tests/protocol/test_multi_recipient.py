@@ -144,3 +144,10 @@ def test_a_response_cut_before_its_final_chunk_is_truncation() -> None:
         client.finish()
     with pytest.raises(TruncatedMessage):
         sealer.response_opener().finish()
+
+
+def test_a_final_piece_longer_than_a_chunk_is_split_before_the_final_chunk() -> None:
+    sealer = MultiRequestSealer(CONFIGS, chunk_size=8)
+    final = bytes(range(20))
+    wire = sealer.header + sealer.seal_final(final)
+    assert _open(_enclave(1), wire) == final

@@ -289,3 +289,12 @@ def test_missing_final_chunk_is_truncation() -> None:
     opener.push(sealer.header + sealer.seal(b"everything but the end"))
     with pytest.raises(TruncatedMessage):
         opener.finish()
+
+
+def test_a_final_piece_longer_than_a_chunk_is_split_before_the_final_chunk() -> None:
+    """seal_final() used to refuse this: it closed the sealer before sealing the leading chunks."""
+    sealer = ChunkedRequestSealer(CONFIG, chunk_size=8)
+    final = bytes(range(20))
+    wire = sealer.header + sealer.seal(b"first") + sealer.seal_final(final)
+    assert sealer.chunks_sealed == 4  # "first", two 8-byte leading pieces, the final 4 bytes
+    assert _open_request(wire, []) == b"first" + final
