@@ -25,10 +25,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sealgate.client import ENCLAVE_HEADER, ExpectedMeasurement, Policy, SecureClient  # noqa: E402
-from sealgate.gateway import Discovery  # noqa: E402
+from sealgate.client import ENCLAVE_HEADER, ExpectedMeasurement, Policy, SecureClient
+from sealgate.gateway import Discovery
 
-from tests.loopback import LoopbackFleet  # noqa: E402
+from tests.loopback import LoopbackFleet
 
 MODEL = "bench-model"
 

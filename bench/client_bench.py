@@ -21,13 +21,13 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sealgate.client import Policy, SecureClient  # noqa: E402
-from sealgate.client.fleet import Fleet  # noqa: E402
-from sealgate.enclave.engines.demo import create_demo_app  # noqa: E402
-from sealgate.gateway import Discovery  # noqa: E402
+from sealgate.client import Policy, SecureClient
+from sealgate.client.fleet import Fleet
+from sealgate.enclave.engines.demo import create_demo_app
+from sealgate.gateway import Discovery
 
-from tests.loopback import LoopbackFleet  # noqa: E402
-from tests.servers import ServerThread  # noqa: E402
+from tests.loopback import LoopbackFleet
+from tests.servers import ServerThread
 
 BODY = {"model": "sealgate-demo-echo", "messages": [{"role": "user", "content": "benchmark " * 50}]}
 

@@ -25,13 +25,13 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sealgate.client import SecureClient  # noqa: E402
-from sealgate.client.demo import DemoFleet  # noqa: E402
-from sealgate.enclave.engines.demo import create_demo_app  # noqa: E402
-from sealgate.protocol.hpke import PrivateKey  # noqa: E402
-from sealgate.protocol.keyconfig import encode_key_configs  # noqa: E402
+from sealgate.client import SecureClient
+from sealgate.client.demo import DemoFleet
+from sealgate.enclave.engines.demo import create_demo_app
+from sealgate.protocol.public.keyconfig import encode_key_configs
+from sealgate.protocol.sealing.hpke import PrivateKey
 
-from tests.servers import ServerThread, free_port, wait_healthy  # noqa: E402
+from tests.servers import ServerThread, free_port, wait_healthy
 
 CHAT = {"model": "sealgate-demo-echo", "messages": [{"role": "user", "content": "benchmark " * 20}]}
 LONG = {**CHAT, "messages": [{"role": "user", "content": "token " * 2000}], "stream": True}

@@ -37,11 +37,11 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sealgate.client import SecureClient  # noqa: E402
-from sealgate.client.demo import DemoFleet  # noqa: E402
-from sealgate.protocol.modes import EHBP  # noqa: E402
+from sealgate.client import SecureClient
+from sealgate.client.demo import DemoFleet
+from sealgate.protocol.public.modes import EHBP
 
-from tests.engines.llama_server import (  # noqa: E402
+from tests.engines.llama_server import (
     CHAT_MODEL,
     LlamaServer,
     missing_engine,

@@ -27,14 +27,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sealgate.client import SecureClient  # noqa: E402
-from sealgate.client.demo import DemoFleet  # noqa: E402
-from sealgate.protocol.hpke import PrivateKey  # noqa: E402
-from sealgate.protocol.multi_recipient import MultiRequestSealer  # noqa: E402
-from sealgate.protocol.ohttp import ChunkedRequestSealer  # noqa: E402
-from sealgate.protocol.xwing import HybridPrivateKey  # noqa: E402
+from sealgate.client import SecureClient
+from sealgate.client.demo import DemoFleet
+from sealgate.protocol.sealing.hpke import PrivateKey
+from sealgate.protocol.sealing.multi_recipient import MultiRequestSealer
+from sealgate.protocol.sealing.ohttp import ChunkedRequestSealer
+from sealgate.protocol.sealing.xwing import HybridPrivateKey
 
-from tests.gateway.test_blindness import Tap  # noqa: E402
+from tests.gateway.test_blindness import Tap
 
 MODEL = "sealgate-demo-echo"
 PATH = b"POST /.well-known/ohttp-gateway"

@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 import httpx
-from sealgate.protocol.hpke import PrivateKey
-from sealgate.protocol.keyconfig import encode_key_configs
+from sealgate.protocol.public.keyconfig import encode_key_configs
+from sealgate.protocol.sealing.hpke import PrivateKey
 
 NGINX_CONF = """
 daemon off;

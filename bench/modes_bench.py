@@ -32,15 +32,17 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
-from _timing import paired  # noqa: E402
-from sealgate.client import SecureClient  # noqa: E402
-from sealgate.client.demo import DemoFleet  # noqa: E402
-from sealgate.client.native import OHTTP  # noqa: E402
-from sealgate.enclave.engines.demo import create_demo_app  # noqa: E402
-from sealgate.protocol import EHBP, PrivateKey, RequestDecoder, RequestEncoder  # noqa: E402
-from sealgate.protocol.bhttp import MessageDecoder, Request, StreamEncoder  # noqa: E402
-from sealgate.protocol.ohttp import ChunkedRequestOpener, ChunkedRequestSealer  # noqa: E402
-from sealgate.protocol.padding import (  # noqa: E402
+from _timing import paired
+from sealgate.client import SecureClient
+from sealgate.client.demo import DemoFleet
+from sealgate.client.native import OHTTP
+from sealgate.enclave.engines.demo import create_demo_app
+from sealgate.protocol.public.modes import EHBP
+from sealgate.protocol.sealing.bhttp import MessageDecoder, Request, StreamEncoder
+from sealgate.protocol.sealing.ehbp_request import RequestDecoder, RequestEncoder
+from sealgate.protocol.sealing.hpke import PrivateKey
+from sealgate.protocol.sealing.ohttp import ChunkedRequestOpener, ChunkedRequestSealer
+from sealgate.protocol.sealing.padding import (
     DEFAULT_CHUNK_BUCKET,
     DEFAULT_REQUEST_BUCKET,
     SsePadder,
@@ -49,9 +51,9 @@ from sealgate.protocol.padding import (  # noqa: E402
     padding_to,
     strip_sse_padding,
 )
-from sealgate.protocol.replay import http_date  # noqa: E402
+from sealgate.protocol.sealing.replay import http_date
 
-from tests.servers import ServerThread  # noqa: E402
+from tests.servers import ServerThread
 
 KEY = PrivateKey.generate()
 CONFIG = KEY.key_config(1)

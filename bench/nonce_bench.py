@@ -31,14 +31,15 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
-from sealgate.client import Policy, VerificationError, verify_document  # noqa: E402
-from sealgate.enclave import EnclaveConfig, create_app  # noqa: E402
-from sealgate.enclave.attesters import Evidence, SoftwareAttester, measure_software  # noqa: E402
-from sealgate.enclave.engines import demo_engine  # noqa: E402
-from sealgate.protocol import AttestationDocument, ProtocolError  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sealgate.client import Policy, VerificationError, verify_document
+from sealgate.enclave import EnclaveConfig, create_app
+from sealgate.enclave.attesters import Evidence, SoftwareAttester, measure_software
+from sealgate.enclave.engines import demo_engine
+from sealgate.protocol.evidence.attestation import AttestationDocument
+from sealgate.protocol.public.errors import ProtocolError
 
-from tests.servers import ServerThread  # noqa: E402
+from tests.servers import ServerThread
 
 PATH = "/.well-known/sealgate-attestation"
 MODES = {

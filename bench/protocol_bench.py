@@ -4,7 +4,7 @@
 * per-frame seal / open vs a bare AES-256-GCM seal / open of the same bytes;
 * post-quantum: a native-mode request (chunked OHTTP, 1 KiB) sealed and opened with
   MLKEM768-X25519 vs with X25519, per request and in wire bytes; and the X25519 seal
-  on ``cryptography``'s HMAC (:mod:`sealgate.protocol.dhkem` + the RFC 9180 key
+  on ``cryptography``'s HMAC (:mod:`sealgate.protocol.sealing.dhkem` + the RFC 9180 key
   schedule) vs pyhpke's, each against a bare X25519 keygen + exchange.
 
 Run: ``python bench/protocol_bench.py`` (add ``--json`` for machine-readable output).
@@ -24,9 +24,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import compare, fmt_us
-from sealgate.protocol import EHBP, PrivateKey, RequestDecoder, RequestEncoder
-from sealgate.protocol.keyconfig import KeyConfig
-from sealgate.protocol.ohttp import KeyLookup
+from sealgate.protocol.public.keyconfig import KeyConfig
+from sealgate.protocol.public.modes import EHBP
+from sealgate.protocol.sealing.ehbp_request import RequestDecoder, RequestEncoder
+from sealgate.protocol.sealing.hpke import PrivateKey
+from sealgate.protocol.sealing.ohttp import KeyLookup
 
 
 def run() -> dict[str, dict[str, float]]:
@@ -96,10 +98,10 @@ def run_post_quantum() -> tuple[dict[str, dict[str, float]], dict[str, int]]:
     Timed in process CPU time (best of 9 interleaved rounds): the ratios are what matter,
     and CPU time is what other processes on a shared machine disturb least.
     """
-    from sealgate.protocol import dhkem, xwing
-    from sealgate.protocol.hpke import HybridPrivateKey
-    from sealgate.protocol.keyschedule import key_schedule
-    from sealgate.protocol.ohttp import ChunkedRequestOpener, ChunkedRequestSealer
+    from sealgate.protocol.sealing import dhkem, xwing
+    from sealgate.protocol.sealing.hpke import HybridPrivateKey
+    from sealgate.protocol.sealing.keyschedule import key_schedule
+    from sealgate.protocol.sealing.ohttp import ChunkedRequestOpener, ChunkedRequestSealer
 
     body = os.urandom(1024)
     wires: dict[str, int] = {}

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 if TYPE_CHECKING:
-    from sealgate.protocol.problem import Problem
+    from sealgate.protocol.public.problem import Problem
 
     from .verification import Verification
 

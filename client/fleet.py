@@ -30,15 +30,15 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from sealgate.protocol.attestation import (
+from sealgate.protocol.evidence.attestation import (
     MAX_DOCUMENT_BYTES,
     AttestationDocument,
     parse_time_nonce,
 )
-from sealgate.protocol.binding import MAX_NONCE_SIZE
-from sealgate.protocol.errors import ProtocolError
-from sealgate.protocol.keyconfig import KeyConfig
-from sealgate.protocol.suites import KEM_X25519_HKDF_SHA256
+from sealgate.protocol.evidence.binding import MAX_NONCE_SIZE
+from sealgate.protocol.public.errors import ProtocolError
+from sealgate.protocol.public.keyconfig import KeyConfig
+from sealgate.protocol.public.suites import KEM_X25519_HKDF_SHA256
 
 from .affinity import affine_choice, rendezvous_order
 from .errors import (

@@ -29,33 +29,33 @@ from typing import Any
 
 import anyio
 import httpx
-from sealgate.protocol.bhttp import (
+from sealgate.protocol.public.errors import MalformedProblem, ProtocolError
+from sealgate.protocol.public.keyconfig import KeyConfig
+from sealgate.protocol.public.multi_header import MAX_CANDIDATES
+from sealgate.protocol.public.multi_header import MEDIA_TYPE as MULTI_REQUEST_MEDIA_TYPE
+from sealgate.protocol.public.multi_header import RESPONSE_MEDIA_TYPE as MULTI_RESPONSE_MEDIA_TYPE
+from sealgate.protocol.public.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
+from sealgate.protocol.public.problem import PROBLEMS, Problem
+from sealgate.protocol.sealing.bhttp import (
     Data,
     EndOfMessage,
     MessageDecoder,
     Request,
     ResponseHead,
 )
-from sealgate.protocol.errors import MalformedProblem, ProtocolError
-from sealgate.protocol.keyconfig import KeyConfig
-from sealgate.protocol.multi_header import MAX_CANDIDATES
-from sealgate.protocol.multi_header import MEDIA_TYPE as MULTI_REQUEST_MEDIA_TYPE
-from sealgate.protocol.multi_header import RESPONSE_MEDIA_TYPE as MULTI_RESPONSE_MEDIA_TYPE
-from sealgate.protocol.multi_recipient import MultiRequestSealer, MultiResponseOpener
-from sealgate.protocol.ohttp import (
+from sealgate.protocol.sealing.multi_recipient import MultiRequestSealer, MultiResponseOpener
+from sealgate.protocol.sealing.ohttp import (
     CHUNKED_REQUEST_MEDIA_TYPE,
     CHUNKED_RESPONSE_MEDIA_TYPE,
     ChunkedRequestSealer,
 )
-from sealgate.protocol.padding import (
+from sealgate.protocol.sealing.padding import (
     DEFAULT_REQUEST_BUCKET,
     PADDING_FIELD,
     padding_to,
     strip_sse_padding,
 )
-from sealgate.protocol.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
-from sealgate.protocol.problem import PROBLEMS, Problem
-from sealgate.protocol.replay import http_date, parse_http_date
+from sealgate.protocol.sealing.replay import http_date, parse_http_date
 
 from .errors import (
     ENCLAVE_ERROR_EXTENSION,

@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Any
 
 import httpx
-from sealgate.protocol.modes import EHBP, Mode
+from sealgate.protocol.public.modes import EHBP, Mode
 
 from .errors import PostQuantumModeRequired
 from .fleet import Fleet, gateway_root
@@ -85,7 +85,7 @@ class SecureClient:
     ``recipients`` (native mode; default 3, at most 8): each request is sealed once and
     its key wrapped to that many verified enclaves serving its model, so the gateway can
     fail over between them without a round trip back here
-    (:mod:`sealgate.protocol.multi_recipient`). A malicious gateway could then have it
+    (:mod:`sealgate.protocol.sealing.multi_recipient`). A malicious gateway could then have it
     executed once per candidate; ``recipients=1`` is plain chunked OHTTP (the
     standards path) and at-most-once.
     """

@@ -32,14 +32,14 @@ from typing import Any
 
 import anyio
 import httpx
-from sealgate.protocol.errors import MalformedProblem, ProtocolError
-from sealgate.protocol.keyconfig import KeyConfig
-from sealgate.protocol.modes import EHBP, Mode
-from sealgate.protocol.padding import DEFAULT_REQUEST_BUCKET, is_json, json_padding
-from sealgate.protocol.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
-from sealgate.protocol.problem import PROBLEMS, Problem
-from sealgate.protocol.request import RequestEncoder
-from sealgate.protocol.response import ResponseDecoder
+from sealgate.protocol.public.errors import MalformedProblem, ProtocolError
+from sealgate.protocol.public.keyconfig import KeyConfig
+from sealgate.protocol.public.modes import EHBP, Mode
+from sealgate.protocol.public.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
+from sealgate.protocol.public.problem import PROBLEMS, Problem
+from sealgate.protocol.sealing.ehbp_request import RequestEncoder
+from sealgate.protocol.sealing.ehbp_response import ResponseDecoder
+from sealgate.protocol.sealing.padding import DEFAULT_REQUEST_BUCKET, is_json, json_padding
 
 from .errors import (
     ENCLAVE_ERROR_EXTENSION,

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from sealgate.protocol.suites import KEM_MLKEM768_X25519, KEM_NAMES
+from sealgate.protocol.public.suites import KEM_MLKEM768_X25519, KEM_NAMES
 
 from .errors import VerificationError
 

@@ -21,9 +21,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sealgate.protocol.keyconfig import MEDIA_TYPE as KEYS_MEDIA_TYPE
-from sealgate.protocol.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
-from sealgate.protocol.problem import PROBLEMS, Problem
+from sealgate.protocol.public.keyconfig import MEDIA_TYPE as KEYS_MEDIA_TYPE
+from sealgate.protocol.public.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
+from sealgate.protocol.public.problem import PROBLEMS, Problem
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response

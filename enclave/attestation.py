@@ -3,7 +3,7 @@
 Evidence generation can be expensive (a hardware round trip), so fresh nonces are
 batched: the nonces that arrive within ``batch_window`` seconds (at most
 ``batch_size`` of them) share ONE report, which binds a Merkle root over all of
-them (:mod:`sealgate.protocol.nonce_batch`); each client gets the report plus its
+them (:mod:`sealgate.protocol.evidence.nonce_batch`); each client gets the report plus its
 inclusion proof. Reports pass a token bucket and a small concurrency limit, and
 while a batch waits for them it keeps admitting nonces, so the report rate stays
 bounded however many clients ask, and a flood of nonces shares reports with
@@ -21,10 +21,10 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from sealgate.protocol.attestation import AttestationDocument, time_nonce
-from sealgate.protocol.binding import report_data
-from sealgate.protocol.gpu import gpu_nonce
-from sealgate.protocol.nonce_batch import MAX_BATCH_SIZE, NONCE_SIZE, NonceBatch
+from sealgate.protocol.evidence.attestation import AttestationDocument, time_nonce
+from sealgate.protocol.evidence.binding import report_data
+from sealgate.protocol.evidence.gpu import gpu_nonce
+from sealgate.protocol.evidence.nonce_batch import MAX_BATCH_SIZE, NONCE_SIZE, NonceBatch
 
 from .attesters import Attester, Evidence
 from .attesters.gpu import GpuSource

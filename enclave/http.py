@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from sealgate.protocol.headers import ENCAPSULATION_PREFIXES, HOP_BY_HOP
-from sealgate.protocol.problem import MEDIA_TYPE, Problem
+from sealgate.protocol.public.headers import ENCAPSULATION_PREFIXES, HOP_BY_HOP
+from sealgate.protocol.public.problem import MEDIA_TYPE, Problem
 
 __all__ = ["Receive", "Send", "Scope", "send_problem", "forwardable_request_headers", "HOP_BY_HOP"]
 

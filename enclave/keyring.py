@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from sealgate.protocol.hpke import EnclaveKey, HybridPrivateKey, PrivateKey
-from sealgate.protocol.keyconfig import KeyConfig, encode_key_configs
+from sealgate.protocol.public.keyconfig import KeyConfig, encode_key_configs
+from sealgate.protocol.sealing.hpke import EnclaveKey, HybridPrivateKey, PrivateKey
 
 __all__ = ["KeyRing", "ActiveKey"]
 

@@ -4,7 +4,7 @@ The outer request is ``POST /.well-known/ohttp-gateway`` (RFC 9540's name) with
 ``Content-Type: message/ohttp-chunked-req`` (draft-ietf-ohai-chunked-ohttp-08) or
 ``message/ohttp-req`` (RFC 9458 one-shot) and ``Sealgate-Key-Id`` for the gateway's
 routing; or sealgate's multi-recipient extension, ``message/sealgate-multi-req``
-(:mod:`sealgate.protocol.multi_recipient`), where ``Sealgate-Key-Id`` names the
+(:mod:`sealgate.protocol.sealing.multi_recipient`), where ``Sealgate-Key-Id`` names the
 candidate the gateway chose and only that candidate's wrapped key is opened. Method, target, every application header and the body travel inside, as a
 Binary HTTP request (RFC 9292); the answer is always an outer 200 whose sealed body
 holds the real status, headers and content, so the gateway sees neither.
@@ -19,7 +19,7 @@ Order of checks, so nothing is forwarded that should not be:
 
 Every refusal after step 1 is a *sealed* problem, so the gateway can neither read nor
 forge it. The response head and each server-sent-events piece are separate sealed
-chunks padded to ``chunk_bucket`` (:mod:`sealgate.protocol.padding`), or, with
+chunks padded to ``chunk_bucket`` (:mod:`sealgate.protocol.sealing.padding`), or, with
 ``sse_coalesce_interval``, the events of each interval in one chunk; other bodies go
 in the final chunk. An engine failure mid-stream ends the outer body without the final
 chunk, which the client detects as truncation.
@@ -35,7 +35,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 from urllib.parse import unquote
 
-from sealgate.protocol.bhttp import (
+from sealgate.protocol.public.errors import (
+    FrameTooLarge,
+    ProtocolError,
+    ReplayedRequest,
+    UnknownKey,
+)
+from sealgate.protocol.public.keyconfig import KeyConfig
+from sealgate.protocol.public.multi_header import MEDIA_TYPE as MULTI_REQUEST_MEDIA_TYPE
+from sealgate.protocol.public.multi_header import RESPONSE_MEDIA_TYPE as MULTI_RESPONSE_MEDIA_TYPE
+from sealgate.protocol.public.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
+from sealgate.protocol.public.problem import PROBLEMS, Problem
+from sealgate.protocol.sealing.bhttp import (
     Data,
     EndOfMessage,
     Field,
@@ -44,18 +55,9 @@ from sealgate.protocol.bhttp import (
     RequestHead,
     StreamEncoder,
 )
-from sealgate.protocol.errors import (
-    FrameTooLarge,
-    ProtocolError,
-    ReplayedRequest,
-    UnknownKey,
-)
-from sealgate.protocol.hpke import EnclaveKey
-from sealgate.protocol.keyconfig import KeyConfig
-from sealgate.protocol.multi_header import MEDIA_TYPE as MULTI_REQUEST_MEDIA_TYPE
-from sealgate.protocol.multi_header import RESPONSE_MEDIA_TYPE as MULTI_RESPONSE_MEDIA_TYPE
-from sealgate.protocol.multi_recipient import MultiRequestOpener
-from sealgate.protocol.ohttp import (
+from sealgate.protocol.sealing.hpke import EnclaveKey
+from sealgate.protocol.sealing.multi_recipient import MultiRequestOpener
+from sealgate.protocol.sealing.ohttp import (
     CHUNKED_REQUEST_MEDIA_TYPE,
     CHUNKED_RESPONSE_MEDIA_TYPE,
     REQUEST_MEDIA_TYPE,
@@ -64,10 +66,8 @@ from sealgate.protocol.ohttp import (
     ChunkedResponseSealer,
     OneShotServer,
 )
-from sealgate.protocol.padding import SsePadder, pad_head, padding_to
-from sealgate.protocol.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
-from sealgate.protocol.problem import PROBLEMS, Problem
-from sealgate.protocol.replay import ReplayCacheFull, ReplayGuard, StaleRequest, http_date
+from sealgate.protocol.sealing.padding import SsePadder, pad_head, padding_to
+from sealgate.protocol.sealing.replay import ReplayCacheFull, ReplayGuard, StaleRequest, http_date
 
 from .engines import EngineError, EngineTimeout
 from .engines.encoding import identity_body
@@ -81,7 +81,7 @@ log = logging.getLogger("sealgate.enclave.access")
 GATEWAY_PATH = "/.well-known/ohttp-gateway"
 
 # The enclave returns identity bodies with its own framing; these never go inside.
-#: The key lookup of one request (see :data:`sealgate.protocol.ohttp.KeyLookup`).
+#: The key lookup of one request (see :data:`sealgate.protocol.sealing.ohttp.KeyLookup`).
 ActiveKeyLike = Callable[[int], "tuple[KeyConfig, EnclaveKey] | None"]
 #: The key lookup of a multi-recipient request, by fingerprint.
 FingerprintLookup = Callable[[str], "tuple[KeyConfig, EnclaveKey] | None"]

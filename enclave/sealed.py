@@ -1,6 +1,6 @@
 """The EHBP exchange: decrypt the request body, forward it to the engine, encrypt the stream back.
 
-EHBP (Tinfoil's body-only compatibility mode, :mod:`sealgate.protocol.modes`) and
+EHBP (Tinfoil's body-only compatibility mode, :mod:`sealgate.protocol.public.modes`) and
 operator-allowed plaintext paths are handled here; the native mode is
 :mod:`.native`, which reuses this proxy's slots, deadlines and byte budget. The
 request body is decrypted frame by frame as it arrives, but forwarded only once it is
@@ -30,15 +30,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from sealgate.protocol.errors import FrameTooLarge, ProtocolError, UnknownKey
-from sealgate.protocol.hpke import PrivateKey
-from sealgate.protocol.modes import Mode, mode_of_headers
-from sealgate.protocol.padding import SsePadder, is_json, json_padding
-from sealgate.protocol.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
-from sealgate.protocol.problem import PROBLEMS, Problem
-from sealgate.protocol.request import RequestDecoder, parse_hex_header
-from sealgate.protocol.response import ResponseEncoder
-from sealgate.protocol.suites import ENC_SIZE
+from sealgate.protocol.public.errors import FrameTooLarge, ProtocolError, UnknownKey
+from sealgate.protocol.public.modes import Mode, mode_of_headers
+from sealgate.protocol.public.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
+from sealgate.protocol.public.problem import PROBLEMS, Problem
+from sealgate.protocol.public.suites import ENC_SIZE
+from sealgate.protocol.sealing.ehbp_request import RequestDecoder, parse_hex_header
+from sealgate.protocol.sealing.ehbp_response import ResponseEncoder
+from sealgate.protocol.sealing.hpke import PrivateKey
+from sealgate.protocol.sealing.padding import SsePadder, is_json, json_padding
 
 from .config import EnclaveConfig
 from .engines import Engine, EngineError, EngineTimeout

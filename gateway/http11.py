@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sealgate.protocol.headers import HOP_BY_HOP as HOP_BY_HOP_FIELDS
-from sealgate.protocol.problem import MEDIA_TYPE, Problem
+from sealgate.protocol.public.headers import HOP_BY_HOP as HOP_BY_HOP_FIELDS
+from sealgate.protocol.public.problem import MEDIA_TYPE, Problem
 
 __all__ = ["problem_response", "json_response", "HOP_BY_HOP", "REASONS"]
 

@@ -13,8 +13,8 @@ import logging
 import time
 
 import httpx
-from sealgate.protocol.errors import ProtocolError
-from sealgate.protocol.keyconfig import decode_key_configs
+from sealgate.protocol.public.errors import ProtocolError
+from sealgate.protocol.public.keyconfig import decode_key_configs
 
 from .fleet import Fleet, Member
 

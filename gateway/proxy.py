@@ -43,12 +43,12 @@ import time
 from typing import TYPE_CHECKING, cast
 
 import httptools
-from sealgate.protocol.errors import ProtocolError
-from sealgate.protocol.modes import EHBP
-from sealgate.protocol.multi_header import MAX_CANDIDATES, MAX_WRAPPED_KEY, MultiHeader
-from sealgate.protocol.multi_header import MEDIA_TYPE as MULTI_MEDIA_TYPE
-from sealgate.protocol.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
-from sealgate.protocol.problem import PROBLEMS, Problem
+from sealgate.protocol.public.errors import ProtocolError
+from sealgate.protocol.public.modes import EHBP
+from sealgate.protocol.public.multi_header import MAX_CANDIDATES, MAX_WRAPPED_KEY, MultiHeader
+from sealgate.protocol.public.multi_header import MEDIA_TYPE as MULTI_MEDIA_TYPE
+from sealgate.protocol.public.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
+from sealgate.protocol.public.problem import PROBLEMS, Problem
 
 from .fleet import Member, RouteStatus
 from .http11 import HOP_BY_HOP, problem_response

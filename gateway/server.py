@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sealgate.protocol.problem import PROBLEMS
+from sealgate.protocol.public.problem import PROBLEMS
 
 from .config import GatewayConfig
 from .directory import fleet_document

@@ -15,11 +15,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sealgate.protocol import EHBP, KeyConfig, Mode, RequestEncoder
-from sealgate.protocol.bhttp import Data, EndOfMessage, MessageDecoder, Request, ResponseHead
-from sealgate.protocol.ohttp import ChunkedRequestSealer
-from sealgate.protocol.padding import PADDING_FIELD, strip_sse_padding
-from sealgate.protocol.replay import http_date
+from sealgate.protocol.public.keyconfig import KeyConfig
+from sealgate.protocol.public.modes import EHBP, Mode
+from sealgate.protocol.sealing.bhttp import (
+    Data,
+    EndOfMessage,
+    MessageDecoder,
+    Request,
+    ResponseHead,
+)
+from sealgate.protocol.sealing.ehbp_request import RequestEncoder
+from sealgate.protocol.sealing.ohttp import ChunkedRequestSealer
+from sealgate.protocol.sealing.padding import PADDING_FIELD, strip_sse_padding
+from sealgate.protocol.sealing.replay import http_date
 
 #: ``mode=NATIVE`` (the default) selects chunked OHTTP + Binary HTTP.
 NATIVE = "native"
@@ -164,7 +172,7 @@ def _ehbp_request(
 
 
 def fetch_key(client: httpx.Client, base_url: str) -> KeyConfig:
-    from sealgate.protocol import decode_key_configs
+    from sealgate.protocol.public.keyconfig import decode_key_configs
 
     response = client.get(base_url + "/.well-known/hpke-keys")
     response.raise_for_status()

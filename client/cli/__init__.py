@@ -1,13 +1,16 @@
 """The ``sealgate`` command line.
 
-The base install (protocol + client) provides the client commands; ``enclave``,
-``gateway`` and ``demo`` load their packages only when invoked, and say which extra
-to install when it is missing.
+The base install (protocol + client) provides the client commands, declared below. Other
+packages add their own through the ``sealgate.commands`` entry-point group (the enclave
+and the gateway declare theirs in ``pyproject.toml``), so the client never imports them.
+Every command loads its module only when invoked, and says which extra to install when
+a dependency is missing (an entry point's extra is named after its command).
 """
 
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import entry_points
 
 import click
 
@@ -23,14 +26,24 @@ def register(name: str, target: str, extra: str | None = None) -> None:
     _COMMANDS[name] = (module, attribute, extra)
 
 
+#: The entry-point group other packages declare their commands in.
+ENTRY_POINT_GROUP = "sealgate.commands"
+
+
+def _commands() -> dict[str, tuple[str, str, str | None]]:
+    found = {ep.name: (ep.module, ep.attr, ep.name) for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return {**found, **_COMMANDS}
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(_COMMANDS))
+        return sorted(set(super().list_commands(ctx)) | set(_commands()))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in _COMMANDS:
+        commands = _commands()
+        if cmd_name not in commands:
             return super().get_command(ctx, cmd_name)
-        module, attribute, extra = _COMMANDS[cmd_name]
+        module, attribute, extra = commands[cmd_name]
         try:
             command = getattr(importlib.import_module(module), attribute)
         except ModuleNotFoundError as exc:
@@ -69,5 +82,3 @@ register("measure", "sealgate.client.cli.release:measure")
 register("chat", "sealgate.client.cli.chat:chat", extra="openai")
 register("demo", "sealgate.client.cli.demo:demo", extra="demo")
 register("redteam", "sealgate.client.cli.redteam:redteam", extra="demo")
-register("enclave", "sealgate.enclave.cli:enclave", extra="enclave")
-register("gateway", "sealgate.gateway.cli:gateway", extra="gateway")

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import click
-from sealgate.protocol import ProtocolError, decode_key_configs
+from sealgate.protocol.public.errors import ProtocolError
+from sealgate.protocol.public.keyconfig import decode_key_configs
 
 
 @click.command()

@@ -9,8 +9,8 @@ import sys
 import click
 import httpx
 from rich.console import Console
-from sealgate.protocol.attestation import MAX_DOCUMENT_BYTES, AttestationDocument
-from sealgate.protocol.errors import ProtocolError
+from sealgate.protocol.evidence.attestation import MAX_DOCUMENT_BYTES, AttestationDocument
+from sealgate.protocol.public.errors import ProtocolError
 
 from ..errors import FleetUnavailable, VerificationError
 from ..fleet import (

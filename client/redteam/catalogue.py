@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ...protocol.keyconfig import decode_key_configs, fingerprint_of
+from ...protocol.public.keyconfig import decode_key_configs, fingerprint_of
 from .proxy import SEALED_PATH, AdversarialProxy, Exchange, join_chunks, split_chunks
 
 __all__ = ["short", "Attack", "CATALOGUE", "Outcome", "Reply", "Result", "Subject", "Context"]
@@ -317,7 +317,7 @@ def _stale(document: dict[str, Any]) -> None:
 def _gateway_key() -> tuple[str, bytes]:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-    from ...protocol.keyconfig import KeyConfig
+    from ...protocol.public.keyconfig import KeyConfig
 
     public = X25519PrivateKey.generate().public_key().public_bytes_raw()
     config = KeyConfig.for_x25519(public)
@@ -732,7 +732,7 @@ def _slow_body(ctx: Context) -> Result:
     bound = max(ctx.deadline, SLOW_BODY_BOUND)
     directory = httpx.get(ctx.gateway_url + FLEET_PATH, timeout=10).json()
     entry = next(e for e in directory["enclaves"] if e.get("keys"))
-    from ...protocol.keyconfig import decode_key_configs
+    from ...protocol.public.keyconfig import decode_key_configs
 
     config = decode_key_configs(base64.b64decode(entry["attestation"]["key_configs"]))[0]
     raw = config.to_bytes()

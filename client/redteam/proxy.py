@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from ...protocol.varint import decode_varint, encode_varint
+from ...protocol.public.varint import decode_varint, encode_varint
 
 __all__ = ["AdversarialProxy", "Exchange", "split_chunks", "join_chunks", "SEALED_PATH"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sealgate.protocol.attestation import AttestationDocument
+from sealgate.protocol.evidence.attestation import AttestationDocument
 
 from ..policy import Policy
 from ..verification import Verification

@@ -14,9 +14,9 @@ import dataclasses
 import hmac
 import time
 
-from sealgate.protocol.attestation import AttestationDocument, parse_time_nonce
-from sealgate.protocol.errors import InvalidNonceProof, ProtocolError
-from sealgate.protocol.keyconfig import KeyConfig
+from sealgate.protocol.evidence.attestation import AttestationDocument, parse_time_nonce
+from sealgate.protocol.public.errors import InvalidNonceProof, ProtocolError
+from sealgate.protocol.public.keyconfig import KeyConfig
 
 from ..errors import BindingError, MeasurementMismatch, PostQuantumUnavailable, StaleEvidence
 from ..policy import ExpectedMeasurement, Policy

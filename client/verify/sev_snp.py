@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from sealgate.protocol.attestation import AttestationDocument
+from sealgate.protocol.evidence.attestation import AttestationDocument
 
 from ..errors import (
     CertificateChainError,

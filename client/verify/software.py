@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sealgate.protocol.attestation import AttestationDocument
-from sealgate.protocol.errors import MalformedAttestationDocument
-from sealgate.protocol.software_evidence import (
+from sealgate.protocol.evidence.attestation import AttestationDocument
+from sealgate.protocol.evidence.software_evidence import (
     PLATFORM,
     SIGNING_CONTEXT,
     SoftwareClaims,
     decode_evidence,
 )
+from sealgate.protocol.public.errors import MalformedAttestationDocument
 
 from ..errors import CertificateChainError, EvidenceSignatureError
 from ..policy import Policy

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import NameOID
-from sealgate.protocol.attestation import AttestationDocument
+from sealgate.protocol.evidence.attestation import AttestationDocument
 
 from ..errors import (
     CertificateChainError,

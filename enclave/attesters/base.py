@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sealgate.protocol.gpu import GpuAttestation
+from sealgate.protocol.evidence.gpu import GpuAttestation
 
 __all__ = ["Attester", "AttesterError", "Evidence"]
 

@@ -1,8 +1,8 @@
 """GPU evidence sources: the enclave's NVIDIA GPUs, asked for SPDM evidence over a nonce.
 
-``collect(derived_nonce)`` returns a :class:`~sealgate.protocol.gpu.GpuAttestation`. The
+``collect(derived_nonce)`` returns a :class:`~sealgate.protocol.evidence.gpu.GpuAttestation`. The
 NVML source asks each GPU in confidential-computing mode for a report over the derived
-nonce (see :mod:`sealgate.protocol.gpu`); the file source serves captured evidence for
+nonce (see :mod:`sealgate.protocol.evidence.gpu`); the file source serves captured evidence for
 tests and offline audits and declares its nonce ``pinned`` (clients refuse that unless
 their policy allows it), because a captured report cannot sign a new nonce.
 """
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from sealgate.protocol.gpu import GpuAttestation, GpuDevice
+from sealgate.protocol.evidence.gpu import GpuAttestation, GpuDevice
 
 from .base import AttesterError
 

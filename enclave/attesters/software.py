@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sealgate.protocol.software_evidence import (
+from sealgate.protocol.evidence.software_evidence import (
     PLATFORM,
     SIGNING_CONTEXT,
     SoftwareClaims,

@@ -124,7 +124,7 @@ def test_affinity_secret_requires_cache_affinity(trio):
         SecureClient(gw.url, policy, affinity_secret=os.urandom(32))
     with pytest.raises(ValueError, match="16"):
         SecureClient(gw.url, policy, cache_affinity=True, affinity_secret=b"short")
-    from sealgate.protocol.modes import EHBP
+    from sealgate.protocol.public.modes import EHBP
 
     with pytest.raises(ValueError, match="native mode"):
         SecureClient(gw.url, policy, mode=EHBP, cache_affinity=True)

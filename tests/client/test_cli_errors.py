@@ -14,7 +14,7 @@ from sealgate.client.fleet import gateway_root
 from sealgate.client.native import OHTTP
 from sealgate.enclave.engines.upstream import HTTPEngine
 from sealgate.gateway import Discovery
-from sealgate.protocol import PROBLEMS
+from sealgate.protocol.public.problem import PROBLEMS
 
 from ..clirunner import stderr_runner
 from ..servers import free_port

@@ -34,7 +34,10 @@ from sealgate.client import (
 from sealgate.client.native import OHTTP
 from sealgate.client.verify import VERIFIERS
 from sealgate.gateway import Discovery
-from sealgate.protocol import PROBLEMS, AttestationDocument, PrivateKey, encode_key_configs
+from sealgate.protocol.evidence.attestation import AttestationDocument
+from sealgate.protocol.public.keyconfig import encode_key_configs
+from sealgate.protocol.public.problem import PROBLEMS
+from sealgate.protocol.sealing.hpke import PrivateKey
 from starlette.responses import Response
 
 from .conftest import Tamperer

@@ -270,7 +270,7 @@ def test_cli_verify_shows_models_and_chat_model_picks_among_them(fleet):
 
 
 def test_ehbp_mode_routes_by_model_too(two_models):
-    from sealgate.protocol.modes import EHBP
+    from sealgate.protocol.public.modes import EHBP
 
     gw, policy, ids = two_models
     with SecureClient(gw.url, policy, mode=EHBP) as secure:

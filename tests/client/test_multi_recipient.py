@@ -14,12 +14,12 @@ from sealgate.client.affinity import rendezvous_order, routing_tag
 from sealgate.client.demo import DemoFleet
 from sealgate.enclave import EnclaveConfig
 from sealgate.gateway import Discovery
-from sealgate.protocol import PROBLEMS, KeyConfig, Problem
-from sealgate.protocol.bhttp import Data, MessageDecoder, Request, ResponseHead
-from sealgate.protocol.keyconfig import decode_key_configs
-from sealgate.protocol.multi_header import MultiHeader
-from sealgate.protocol.multi_recipient import MultiRequestSealer
-from sealgate.protocol.replay import http_date
+from sealgate.protocol.public.keyconfig import KeyConfig, decode_key_configs
+from sealgate.protocol.public.multi_header import MultiHeader
+from sealgate.protocol.public.problem import PROBLEMS, Problem
+from sealgate.protocol.sealing.bhttp import Data, MessageDecoder, Request, ResponseHead
+from sealgate.protocol.sealing.multi_recipient import MultiRequestSealer
+from sealgate.protocol.sealing.replay import http_date
 
 from ..gateway.test_blindness import Tap
 

@@ -23,9 +23,9 @@ from sealgate.client.native import OHTTP
 from sealgate.enclave import EnclaveConfig
 from sealgate.enclave.engines import ASGIEngine
 from sealgate.gateway import Discovery
-from sealgate.protocol import EHBP
-from sealgate.protocol.problem import PROBLEMS
-from sealgate.protocol.varint import decode_varint
+from sealgate.protocol.public.modes import EHBP
+from sealgate.protocol.public.problem import PROBLEMS
+from sealgate.protocol.public.varint import decode_varint
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -583,7 +583,7 @@ def test_the_removed_body_only_mode_is_refused_by_name(mode):
 
 def test_ehbp_is_selected_by_object_or_name():
     from sealgate.client.transport import SealgateTransport
-    from sealgate.protocol import EHBP
+    from sealgate.protocol.public.modes import EHBP
 
     policy = Policy.software(bytes(32))
     for mode in (EHBP, "ehbp"):

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from sealgate.client import ENCLAVE_HEADER, SecureClient
 from sealgate.client.native import OHTTP
-from sealgate.protocol import EHBP
+from sealgate.protocol.public.modes import EHBP
 
 openai = pytest.importorskip("openai", reason="the openai SDK (dev extra) is not installed")
 MESSAGES = [{"role": "user", "content": "hello from the test"}]

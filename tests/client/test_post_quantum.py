@@ -15,9 +15,9 @@ from sealgate.client.errors import PostQuantumModeRequired, PostQuantumUnavailab
 from sealgate.client.native import OHTTP
 from sealgate.enclave import EnclaveConfig
 from sealgate.gateway import Discovery
-from sealgate.protocol.modes import EHBP
-from sealgate.protocol.ohttp import RequestHeader
-from sealgate.protocol.suites import KEM_MLKEM768_X25519, KEM_X25519_HKDF_SHA256
+from sealgate.protocol.public.modes import EHBP
+from sealgate.protocol.public.suites import KEM_MLKEM768_X25519, KEM_X25519_HKDF_SHA256
+from sealgate.protocol.sealing.ohttp import RequestHeader
 from starlette.requests import Request
 from starlette.responses import Response
 

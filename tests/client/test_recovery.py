@@ -13,7 +13,7 @@ from sealgate.client.demo import DemoFleet
 from sealgate.client.native import OHTTP
 from sealgate.enclave import EnclaveConfig
 from sealgate.gateway import Discovery, GatewayConfig
-from sealgate.protocol import EHBP
+from sealgate.protocol.public.modes import EHBP
 
 openai = pytest.importorskip("openai", reason="the openai SDK (dev extra) is not installed")
 
@@ -104,7 +104,7 @@ def test_enclave_killed_mid_session():
 
 def test_forwarding_failed_is_a_connection_error_the_sdk_may_retry(trio, tamperer):
     from sealgate.client import ForwardingFailed
-    from sealgate.protocol import PROBLEMS
+    from sealgate.protocol.public.problem import PROBLEMS
     from starlette.responses import Response
 
     _, policy = trio

@@ -18,7 +18,9 @@ from sealgate.client import (
     verify_document,
 )
 from sealgate.client.native import OHTTP
-from sealgate.protocol import AttestationDocument, PrivateKey, encode_key_configs
+from sealgate.protocol.evidence.attestation import AttestationDocument
+from sealgate.protocol.public.keyconfig import encode_key_configs
+from sealgate.protocol.sealing.hpke import PrivateKey
 from starlette.responses import Response
 
 MESSAGES = [{"role": "user", "content": "secret prompt"}]
@@ -237,7 +239,7 @@ def test_any_measurement_must_be_explicit(trio):
 
 @pytest.mark.parametrize("recipients", [1, 3])
 def test_every_enclave_unavailable_ends_in_a_clear_error(trio, tamperer, recipients):
-    from sealgate.protocol import PROBLEMS
+    from sealgate.protocol.public.problem import PROBLEMS
 
     _, policy = trio
     down = PROBLEMS.ENCLAVE_UNAVAILABLE("test: every enclave is down")

@@ -23,8 +23,13 @@ from sealgate.enclave.attesters import AttesterError, Evidence, SoftwareAttester
 from sealgate.enclave.attesters.tsm import TsmAttester, parse_cert_table
 from sealgate.enclave.engines import demo_engine
 from sealgate.gateway import Discovery
-from sealgate.protocol import AttestationDocument, parse_time_nonce, report_data
-from sealgate.protocol.software_evidence import SIGNING_CONTEXT, SoftwareClaims, decode_evidence
+from sealgate.protocol.evidence.attestation import AttestationDocument, parse_time_nonce
+from sealgate.protocol.evidence.binding import report_data
+from sealgate.protocol.evidence.software_evidence import (
+    SIGNING_CONTEXT,
+    SoftwareClaims,
+    decode_evidence,
+)
 
 from ..servers import GatewayThread, ServerThread
 

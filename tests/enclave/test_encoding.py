@@ -15,7 +15,7 @@ from sealgate.client.native import OHTTP
 from sealgate.enclave.engines import ASGIEngine, HTTPEngine
 from sealgate.enclave.engines.demo import create_demo_app
 from sealgate.gateway import Discovery
-from sealgate.protocol import Problem
+from sealgate.protocol.public.problem import Problem
 from starlette.middleware.gzip import GZipMiddleware
 
 from ..loopback import LoopbackFleet, gated_engine

@@ -13,9 +13,12 @@ import httpx
 import pytest
 from sealgate.enclave import EnclaveConfig, KeyRing
 from sealgate.enclave.engines import ASGIEngine, HTTPEngine
-from sealgate.protocol import EHBP, PrivateKey, Problem, RequestEncoder
-from sealgate.protocol.ohttp import ChunkedRequestSealer
-from sealgate.protocol.varint import encode_varint
+from sealgate.protocol.public.modes import EHBP
+from sealgate.protocol.public.problem import Problem
+from sealgate.protocol.public.varint import encode_varint
+from sealgate.protocol.sealing.ehbp_request import RequestEncoder
+from sealgate.protocol.sealing.hpke import PrivateKey
+from sealgate.protocol.sealing.ohttp import ChunkedRequestSealer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response

@@ -23,8 +23,8 @@ from sealgate.enclave import create_app
 from sealgate.enclave.attesters import SoftwareAttester
 from sealgate.enclave.attesters.gpu import FileGpuSource, read_report
 from sealgate.enclave.engines import demo_engine
-from sealgate.protocol import AttestationDocument
-from sealgate.protocol.gpu import GpuAttestation, GpuDevice
+from sealgate.protocol.evidence.attestation import AttestationDocument
+from sealgate.protocol.evidence.gpu import GpuAttestation, GpuDevice
 
 from ..servers import ServerThread
 

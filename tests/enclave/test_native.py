@@ -12,13 +12,13 @@ import httpx
 import pytest
 from sealgate.enclave import EnclaveConfig
 from sealgate.enclave.engines import ASGIEngine, HTTPEngine
-from sealgate.protocol.bhttp import Data, MessageDecoder, Request, ResponseHead
-from sealgate.protocol.errors import TruncatedMessage
-from sealgate.protocol.keyconfig import KeyConfig, decode_key_configs
-from sealgate.protocol.ohttp import ChunkedRequestSealer, OneShotRequest
-from sealgate.protocol.padding import strip_sse_padding
-from sealgate.protocol.problem import PROBLEMS, Problem
-from sealgate.protocol.replay import http_date, parse_http_date
+from sealgate.protocol.public.errors import TruncatedMessage
+from sealgate.protocol.public.keyconfig import KeyConfig, decode_key_configs
+from sealgate.protocol.public.problem import PROBLEMS, Problem
+from sealgate.protocol.sealing.bhttp import Data, MessageDecoder, Request, ResponseHead
+from sealgate.protocol.sealing.ohttp import ChunkedRequestSealer, OneShotRequest
+from sealgate.protocol.sealing.padding import strip_sse_padding
+from sealgate.protocol.sealing.replay import http_date, parse_http_date
 from starlette.applications import Starlette
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response, StreamingResponse

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from sealgate.enclave import KeyRing
-from sealgate.protocol.binding import report_data
-from sealgate.protocol.hpke import HybridPrivateKey, PrivateKey
-from sealgate.protocol.keyconfig import decode_key_configs, encode_key_configs
-from sealgate.protocol.suites import KEM_MLKEM768_X25519, KEM_X25519_HKDF_SHA256
+from sealgate.protocol.evidence.binding import report_data
+from sealgate.protocol.public.keyconfig import decode_key_configs, encode_key_configs
+from sealgate.protocol.public.suites import KEM_MLKEM768_X25519, KEM_X25519_HKDF_SHA256
+from sealgate.protocol.sealing.hpke import HybridPrivateKey, PrivateKey
 
 
 def test_each_generation_is_an_x25519_and_a_hybrid_key_with_consecutive_ids() -> None:

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 from sealgate.enclave.engines import HTTPEngine
-from sealgate.protocol import EHBP
-from sealgate.protocol.padding import strip_sse_padding
+from sealgate.protocol.public.modes import EHBP
+from sealgate.protocol.sealing.padding import strip_sse_padding
 
 from ..loopback import gated_engine
 from ..sealed_http import NATIVE, fetch_key, sealed_request, sealed_stream
@@ -110,7 +110,7 @@ def test_tinfoil_ehbp_client_interoperates(start_enclave):
 
 
 def test_keys_are_published_for_both_kinds_of_client(start_enclave, http):
-    from sealgate.protocol import KeyConfig, decode_key_configs
+    from sealgate.protocol.public.keyconfig import KeyConfig, decode_key_configs
 
     server, built = start_enclave()
     bare = http.get(server.url + "/.well-known/hpke-keys")

@@ -11,7 +11,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from sealgate.enclave import EnclaveConfig
-from sealgate.protocol import EHBP, KeyConfig, Mode, Problem, RequestEncoder
+from sealgate.protocol.public.keyconfig import KeyConfig
+from sealgate.protocol.public.modes import EHBP, Mode
+from sealgate.protocol.public.problem import Problem
+from sealgate.protocol.sealing.ehbp_request import RequestEncoder
 
 from ..sealed_http import NATIVE, NativeOpening, fetch_key, native_parts, sealed_request
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from sealgate.gateway import Discovery, GatewayConfig
-from sealgate.protocol import AttestationDocument
+from sealgate.protocol.evidence.attestation import AttestationDocument
 
 from ..sealed_http import sealed_request
 

@@ -23,7 +23,8 @@ import pytest
 from sealgate.enclave.engines import ASGIEngine
 from sealgate.gateway import Discovery, GatewayConfig
 from sealgate.gateway.fleet import Fleet
-from sealgate.protocol import KeyConfig, PrivateKey
+from sealgate.protocol.public.keyconfig import KeyConfig
+from sealgate.protocol.sealing.hpke import PrivateKey
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response

@@ -18,7 +18,8 @@ from sealgate.enclave.attesters import SoftwareAttester
 from sealgate.enclave.engines import Engine, demo_engine
 from sealgate.gateway import Discovery, GatewayConfig
 from sealgate.gateway.server import SourceRateLimiter, carries_nonce, source_key
-from sealgate.protocol import AttestationDocument, Problem
+from sealgate.protocol.evidence.attestation import AttestationDocument
+from sealgate.protocol.public.problem import Problem
 
 from ..loopback import LoopbackFleet, gated_engine
 from ..servers import GatewayThread, ServerThread

@@ -5,8 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 from sealgate.gateway import Discovery
-from sealgate.protocol import PROBLEMS, PrivateKey, Problem
-from sealgate.protocol.multi_recipient import MultiRequestSealer
+from sealgate.protocol.public.problem import PROBLEMS, Problem
+from sealgate.protocol.sealing.hpke import PrivateKey
+from sealgate.protocol.sealing.multi_recipient import MultiRequestSealer
 
 MULTI = {"content-type": "message/sealgate-multi-req"}
 PATH = "/.well-known/ohttp-gateway"

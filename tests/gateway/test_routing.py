@@ -10,7 +10,8 @@ import time
 import pytest
 from sealgate.enclave import EnclaveConfig
 from sealgate.gateway import Discovery
-from sealgate.protocol import AttestationDocument, Problem
+from sealgate.protocol.evidence.attestation import AttestationDocument
+from sealgate.protocol.public.problem import Problem
 
 from ..loopback import gated_engine
 from ..sealed_http import native_parts, sealed_request, sealed_stream

@@ -6,7 +6,7 @@ import asyncio
 import threading
 
 from sealgate.gateway import Discovery, GatewayConfig
-from sealgate.protocol import AttestationDocument
+from sealgate.protocol.evidence.attestation import AttestationDocument
 
 from ..loopback import gated_engine
 from ..sealed_http import sealed_stream

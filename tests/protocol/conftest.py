@@ -3,7 +3,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from sealgate.protocol import Mode, PrivateKey, RequestDecoder, RequestEncoder
+from sealgate.protocol.public.modes import Mode
+from sealgate.protocol.sealing.ehbp_request import RequestDecoder, RequestEncoder
+from sealgate.protocol.sealing.hpke import PrivateKey
 
 
 @pytest.fixture(scope="module")

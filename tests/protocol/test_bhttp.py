@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sealgate.protocol.bhttp import (
+from sealgate.protocol.public.errors import (
+    BinaryMessageTooLarge,
+    EncoderStateError,
+    MalformedBinaryMessage,
+    ProtocolError,
+)
+from sealgate.protocol.public.varint import decode_varint, encode_varint
+from sealgate.protocol.sealing.bhttp import (
     Data,
     EndOfMessage,
     Informational,
@@ -20,13 +27,6 @@ from sealgate.protocol.bhttp import (
     StreamEncoder,
     Trailers,
 )
-from sealgate.protocol.errors import (
-    BinaryMessageTooLarge,
-    EncoderStateError,
-    MalformedBinaryMessage,
-    ProtocolError,
-)
-from sealgate.protocol.varint import decode_varint, encode_varint
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

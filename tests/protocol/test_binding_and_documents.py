@@ -2,18 +2,12 @@ import hashlib
 import struct
 
 import pytest
-from sealgate.protocol import (
-    PROBLEMS,
-    AttestationDocument,
-    MalformedProblem,
-    PrivateKey,
-    Problem,
-    encode_key_configs,
-    parse_time_nonce,
-    report_data,
-    time_nonce,
-)
-from sealgate.protocol.binding import BINDING_LABEL
+from sealgate.protocol.evidence.attestation import AttestationDocument, parse_time_nonce, time_nonce
+from sealgate.protocol.evidence.binding import BINDING_LABEL, report_data
+from sealgate.protocol.public.errors import MalformedProblem
+from sealgate.protocol.public.keyconfig import encode_key_configs
+from sealgate.protocol.public.problem import PROBLEMS, Problem
+from sealgate.protocol.sealing.hpke import PrivateKey
 
 
 def _lp(x: bytes) -> bytes:

@@ -1,7 +1,10 @@
 """Sans-IO interop with tinfoil-ehbp (MIT, from the registry): their client, our decoders."""
 
 import pytest
-from sealgate.protocol import EHBP, PrivateKey, RequestDecoder, decode_key_configs
+from sealgate.protocol.public.keyconfig import decode_key_configs
+from sealgate.protocol.public.modes import EHBP
+from sealgate.protocol.sealing.ehbp_request import RequestDecoder
+from sealgate.protocol.sealing.hpke import PrivateKey
 
 ehbp = pytest.importorskip("ehbp", reason="tinfoil-ehbp (dev extra) is not installed")
 

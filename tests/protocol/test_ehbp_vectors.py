@@ -2,8 +2,9 @@
 
 import json
 
-from sealgate.protocol import EHBP, ResponseDecoder
-from sealgate.protocol.response_key import derive_key_material
+from sealgate.protocol.public.modes import EHBP
+from sealgate.protocol.sealing.ehbp_response import ResponseDecoder
+from sealgate.protocol.sealing.response_key import derive_key_material
 
 
 def test_derive_vector(vectors):

@@ -13,7 +13,9 @@ import itertools
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sealgate.protocol.bhttp import (
+from sealgate.protocol.public.errors import ProtocolError
+from sealgate.protocol.public.varint import encode_varint
+from sealgate.protocol.sealing.bhttp import (
     Event,
     Informational,
     Limits,
@@ -22,16 +24,14 @@ from sealgate.protocol.bhttp import (
     Response,
     StreamEncoder,
 )
-from sealgate.protocol.errors import ProtocolError
-from sealgate.protocol.hpke import PrivateKey
-from sealgate.protocol.ohttp import (
+from sealgate.protocol.sealing.hpke import PrivateKey
+from sealgate.protocol.sealing.ohttp import (
     SEND_CHUNK,
     ChunkedRequestOpener,
     ChunkedRequestSealer,
     _ChunkReader,
 )
-from sealgate.protocol.padding import SsePadder, strip_sse_padding
-from sealgate.protocol.varint import encode_varint
+from sealgate.protocol.sealing.padding import SsePadder, strip_sse_padding
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

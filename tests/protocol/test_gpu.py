@@ -7,10 +7,10 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sealgate.protocol.attestation import AttestationDocument
-from sealgate.protocol.binding import report_data
-from sealgate.protocol.errors import MalformedAttestationDocument
-from sealgate.protocol.gpu import GpuAttestation, GpuDevice, gpu_nonce
+from sealgate.protocol.evidence.attestation import AttestationDocument
+from sealgate.protocol.evidence.binding import report_data
+from sealgate.protocol.evidence.gpu import GpuAttestation, GpuDevice, gpu_nonce
+from sealgate.protocol.public.errors import MalformedAttestationDocument
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),

@@ -4,15 +4,10 @@ import struct
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sealgate.protocol import (
-    KeyConfig,
-    MalformedKeyConfig,
-    PrivateKey,
-    UnsupportedSuite,
-    decode_key_configs,
-    encode_key_configs,
-)
-from sealgate.protocol.suites import SUPPORTED_SUITE, SymmetricSuite
+from sealgate.protocol.public.errors import MalformedKeyConfig, UnsupportedSuite
+from sealgate.protocol.public.keyconfig import KeyConfig, decode_key_configs, encode_key_configs
+from sealgate.protocol.public.suites import SUPPORTED_SUITE, SymmetricSuite
+from sealgate.protocol.sealing.hpke import PrivateKey
 
 
 def test_rfc9458_appendix_a_config_decodes(vectors):

@@ -9,17 +9,13 @@ import tracemalloc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sealgate.protocol import (
-    EHBP,
-    AttestationDocument,
-    PrivateKey,
-    Problem,
-    ProtocolError,
-    RequestDecoder,
-    RequestEncoder,
-    decode_key_configs,
-    parse_hex_header,
-)
+from sealgate.protocol.evidence.attestation import AttestationDocument
+from sealgate.protocol.public.errors import ProtocolError
+from sealgate.protocol.public.keyconfig import decode_key_configs
+from sealgate.protocol.public.modes import EHBP
+from sealgate.protocol.public.problem import Problem
+from sealgate.protocol.sealing.ehbp_request import RequestDecoder, RequestEncoder, parse_hex_header
+from sealgate.protocol.sealing.hpke import PrivateKey
 
 KEY = PrivateKey.generate()
 HUGE_PREFIXES = [b"\xff\xff\xff\xff", b"\x7f\xff\xff\xff" + b"x" * 100, b"\x00\x10\x00\x01"]

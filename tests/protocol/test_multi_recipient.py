@@ -7,10 +7,15 @@ from dataclasses import replace
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sealgate.protocol.errors import DecryptionFailed, ProtocolError, TruncatedMessage, UnknownKey
-from sealgate.protocol.hpke import PrivateKey
-from sealgate.protocol.multi_header import MultiHeader, binding_of
-from sealgate.protocol.multi_recipient import MultiRequestOpener, MultiRequestSealer
+from sealgate.protocol.public.errors import (
+    DecryptionFailed,
+    ProtocolError,
+    TruncatedMessage,
+    UnknownKey,
+)
+from sealgate.protocol.public.multi_header import MultiHeader, binding_of
+from sealgate.protocol.sealing.hpke import PrivateKey
+from sealgate.protocol.sealing.multi_recipient import MultiRequestOpener, MultiRequestSealer
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KEYS = [PrivateKey.generate() for _ in range(3)]

@@ -11,16 +11,18 @@ import struct
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from sealgate.protocol import AttestationDocument, PrivateKey, encode_key_configs, report_data
-from sealgate.protocol.attestation import parse_time_nonce, time_nonce
-from sealgate.protocol.errors import InvalidNonceProof, MalformedAttestationDocument
-from sealgate.protocol.nonce_batch import (
+from sealgate.protocol.evidence.attestation import AttestationDocument, parse_time_nonce, time_nonce
+from sealgate.protocol.evidence.binding import report_data
+from sealgate.protocol.evidence.nonce_batch import (
     BATCH_PREFIX,
     MAX_BATCH_SIZE,
     NonceBatch,
     NonceProof,
     is_batch_nonce,
 )
+from sealgate.protocol.public.errors import InvalidNonceProof, MalformedAttestationDocument
+from sealgate.protocol.public.keyconfig import encode_key_configs
+from sealgate.protocol.sealing.hpke import PrivateKey
 
 TAG = b"sealgate nonce batch v1"
 

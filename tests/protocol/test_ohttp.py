@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sealgate.protocol.bhttp import Request, Response
-from sealgate.protocol.errors import (
+from sealgate.protocol.public.errors import (
     DecryptionFailed,
     FrameTooLarge,
     ProtocolError,
@@ -17,16 +16,17 @@ from sealgate.protocol.errors import (
     UnknownKey,
     UnsupportedSuite,
 )
-from sealgate.protocol.hpke import PrivateKey
-from sealgate.protocol.keyconfig import KeyConfig
-from sealgate.protocol.ohttp import (
+from sealgate.protocol.public.keyconfig import KeyConfig
+from sealgate.protocol.public.suites import SymmetricSuite
+from sealgate.protocol.sealing.bhttp import Request, Response
+from sealgate.protocol.sealing.hpke import PrivateKey
+from sealgate.protocol.sealing.ohttp import (
     ChunkedRequestOpener,
     ChunkedRequestSealer,
     OneShotRequest,
     OneShotServer,
     RequestHeader,
 )
-from sealgate.protocol.suites import SymmetricSuite
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -10,9 +10,9 @@ import tracemalloc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sealgate.protocol.bhttp import Response, StreamEncoder
-from sealgate.protocol.errors import ReplayedRequest
-from sealgate.protocol.padding import (
+from sealgate.protocol.public.errors import ReplayedRequest
+from sealgate.protocol.sealing.bhttp import Response, StreamEncoder
+from sealgate.protocol.sealing.padding import (
     PADDING_FIELD,
     SsePadder,
     is_json,
@@ -21,7 +21,7 @@ from sealgate.protocol.padding import (
     padding_to,
     strip_sse_padding,
 )
-from sealgate.protocol.replay import (
+from sealgate.protocol.sealing.replay import (
     ENTRY_BYTES,
     ReplayCacheFull,
     ReplayGuard,
@@ -186,7 +186,7 @@ def test_http_dates_round_trip() -> None:
 def test_pad_head_equals_encoding_the_padding_field_with_the_head(
     extra: int, bucket: int, status: int
 ) -> None:
-    from sealgate.protocol.padding import pad_head
+    from sealgate.protocol.sealing.padding import pad_head
 
     headers = [(b"content-type", b"application/json"), (b"x-extra", b"v" * extra)]
     head = StreamEncoder().response_head(status, headers)

@@ -12,27 +12,27 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sealgate.protocol import dhkem
-from sealgate.protocol.errors import (
+from sealgate.protocol.public.errors import (
     DecryptionFailed,
     MalformedEncapsulation,
     ProtocolError,
     UnknownKey,
 )
-from sealgate.protocol.hpke import PrivateKey
-from sealgate.protocol.keyconfig import KeyConfig, decode_key_configs, encode_key_configs
-from sealgate.protocol.keyschedule import AEADS, KDFS, key_schedule
-from sealgate.protocol.multi_header import MultiHeader
-from sealgate.protocol.multi_recipient import MultiRequestOpener, MultiRequestSealer
-from sealgate.protocol.ohttp import (
+from sealgate.protocol.public.keyconfig import KeyConfig, decode_key_configs, encode_key_configs
+from sealgate.protocol.public.multi_header import MultiHeader
+from sealgate.protocol.public.suites import KEM_MLKEM768_X25519
+from sealgate.protocol.sealing import dhkem
+from sealgate.protocol.sealing.hpke import PrivateKey
+from sealgate.protocol.sealing.keyschedule import AEADS, KDFS, key_schedule
+from sealgate.protocol.sealing.multi_recipient import MultiRequestOpener, MultiRequestSealer
+from sealgate.protocol.sealing.ohttp import (
     ChunkedRequestOpener,
     ChunkedRequestSealer,
     OneShotRequest,
     OneShotServer,
     RequestHeader,
 )
-from sealgate.protocol.suites import KEM_MLKEM768_X25519
-from sealgate.protocol.xwing import ENC_SIZE, PUBLIC_KEY_SIZE, HybridPrivateKey, derive_seed
+from sealgate.protocol.sealing.xwing import ENC_SIZE, PUBLIC_KEY_SIZE, HybridPrivateKey, derive_seed
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -8,15 +8,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sealgate.protocol import (
-    EHBP,
-    Mode,
-    PrivateKey,
-    ProtocolError,
-    RequestDecoder,
-    RequestEncoder,
-)
-from sealgate.protocol.framing import FrameReader
+from sealgate.protocol.public.errors import ProtocolError
+from sealgate.protocol.public.framing import FrameReader
+from sealgate.protocol.public.modes import EHBP, Mode
+from sealgate.protocol.sealing.ehbp_request import RequestDecoder, RequestEncoder
+from sealgate.protocol.sealing.hpke import PrivateKey
 
 KEY = PrivateKey.generate()
 MODES = st.just(EHBP)

@@ -2,19 +2,18 @@ import os
 import pickle
 
 import pytest
-from sealgate.protocol import (
-    EHBP,
+from sealgate.protocol.public.errors import (
     DecryptionFailed,
     EncoderStateError,
     FrameTooLarge,
-    PrivateKey,
-    RequestDecoder,
-    RequestEncoder,
     SequenceOverflow,
     TruncatedMessage,
     UnknownKey,
 )
-from sealgate.protocol.response_key import MAX_SEQUENCE, frame_nonce
+from sealgate.protocol.public.modes import EHBP
+from sealgate.protocol.sealing.ehbp_request import RequestDecoder, RequestEncoder
+from sealgate.protocol.sealing.hpke import PrivateKey
+from sealgate.protocol.sealing.response_key import MAX_SEQUENCE, frame_nonce
 
 from .conftest import new_exchange
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from sealgate.protocol.errors import MalformedAttestationDocument
-from sealgate.protocol.software_evidence import SoftwareClaims
+from sealgate.protocol.evidence.software_evidence import SoftwareClaims
+from sealgate.protocol.public.errors import MalformedAttestationDocument
 
 
 def _claims(models: tuple[str, ...] | None) -> SoftwareClaims:

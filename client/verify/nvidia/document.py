@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hmac
 
-from sealgate.protocol.attestation import AttestationDocument
-from sealgate.protocol.gpu import gpu_nonce
+from sealgate.protocol.evidence.attestation import AttestationDocument
+from sealgate.protocol.evidence.gpu import gpu_nonce
 
 from ...errors import BindingError, PlatformPolicyError, StaleEvidence
 from ...policy import Policy

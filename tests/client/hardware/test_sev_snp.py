@@ -28,8 +28,9 @@ from sealgate.client.verify.sev_snp import (
     _shipped_chain,
     verify_snp,
 )
-from sealgate.protocol import AttestationDocument, encode_key_configs
-from sealgate.protocol.hpke import PrivateKey
+from sealgate.protocol.evidence.attestation import AttestationDocument
+from sealgate.protocol.public.keyconfig import encode_key_configs
+from sealgate.protocol.sealing.hpke import PrivateKey
 
 MILAN_2025 = dt.datetime(2025, 6, 1, tzinfo=dt.UTC).timestamp()
 

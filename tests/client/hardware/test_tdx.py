@@ -25,7 +25,7 @@ from sealgate.client.errors import (
 )
 from sealgate.client.verify import tdx as tdx_module
 from sealgate.client.verify.tdx import Collateral, TdxQuote, check_td_policy, verify_tdx
-from sealgate.protocol import AttestationDocument
+from sealgate.protocol.evidence.attestation import AttestationDocument
 
 INSIDE = dt.datetime(2026, 1, 20, tzinfo=dt.UTC).timestamp()
 FMSPC = "90c06f000000"
@@ -178,7 +178,8 @@ def test_malformed_quotes_are_format_errors(tdx):
 def test_tdx_document_through_the_client_verifier_interface(tdx):
     quote, _collateral, expected, folder = tdx
     files = {p.name: p.read_bytes() for p in (folder / "collateral").iterdir()}
-    from sealgate.protocol import PrivateKey, encode_key_configs
+    from sealgate.protocol.public.keyconfig import encode_key_configs
+    from sealgate.protocol.sealing.hpke import PrivateKey
 
     document = AttestationDocument(
         platform="tdx",

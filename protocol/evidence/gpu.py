@@ -5,7 +5,7 @@ Two bindings, both checked by the client:
 1. **Nonce.** The enclave asks each GPU for SPDM evidence over
    ``gpu_nonce = SHA-256(lp32("sealgate gpu nonce v1") || lp32(report_data_v1))``, where
    ``report_data_v1`` is the CPU binding of the document's keys, nonce and TLS key hash
-   (:func:`~sealgate.protocol.binding.report_data` without GPU evidence). A GPU report from
+   (:func:`~sealgate.protocol.evidence.binding.report_data` without GPU evidence). A GPU report from
    another boot, VM or client nonce carries another nonce.
 2. **Evidence.** The CPU report_data then also covers :meth:`GpuAttestation.digest` (the
    nonce, its source and every GPU's report and certificate chain), so the measured enclave
@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import MalformedAttestationDocument
+from ..public.errors import MalformedAttestationDocument
 
 __all__ = ["GpuAttestation", "GpuDevice", "GPU_NONCE_LABEL", "GPU_DIGEST_LABEL", "gpu_nonce"]
 

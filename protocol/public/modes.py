@@ -4,8 +4,8 @@ The request body is sealed with HPKE base mode and the response body with AES-25
 keys derived from an HPKE export, in frames of ``uint32 length || ciphertext``. Only
 bodies are protected: method, path, headers and status cross the gateway in the clear,
 there is no end-of-message marker (a stream cut at a frame boundary looks complete) and
-no replay protection. The native mode (:mod:`~sealgate.protocol.ohttp` carrying
-:mod:`~sealgate.protocol.bhttp`) has none of these limits; EHBP exists so that
+no replay protection. The native mode (:mod:`~sealgate.protocol.sealing.ohttp` carrying
+:mod:`~sealgate.protocol.sealing.bhttp`) has none of these limits; EHBP exists so that
 Tinfoil's clients keep working.
 """
 

@@ -51,7 +51,7 @@ from pyhpke import (
     PyHPKEError,
 )
 
-from .errors import (
+from ..public.errors import (
     DecryptionFailed,
     EncoderStateError,
     FrameTooLarge,
@@ -62,11 +62,16 @@ from .errors import (
     UnknownKey,
     UnsupportedSuite,
 )
+from ..public.keyconfig import KeyConfig
+from ..public.suites import (
+    KEM_ENC_SIZES,
+    KEM_MLKEM768_X25519,
+    KEM_X25519_HKDF_SHA256,
+    SymmetricSuite,
+)
+from ..public.varint import decode_varint, encode_varint
 from .hpke import EnclaveKey, PrivateKey
-from .keyconfig import KeyConfig
 from .keyschedule import Context, key_schedule
-from .suites import KEM_ENC_SIZES, KEM_MLKEM768_X25519, KEM_X25519_HKDF_SHA256, SymmetricSuite
-from .varint import decode_varint, encode_varint
 from .xwing import HybridPrivateKey, encapsulate
 
 __all__ = [

@@ -21,8 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, auto
 
-from .errors import BinaryMessageTooLarge, EncoderStateError, MalformedBinaryMessage
-from .varint import decode_varint, encode_varint
+from ..public.errors import BinaryMessageTooLarge, EncoderStateError, MalformedBinaryMessage
+from ..public.varint import decode_varint, encode_varint
 
 __all__ = [
     "Field",

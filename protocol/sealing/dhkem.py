@@ -17,8 +17,8 @@ import struct
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from .errors import MalformedEncapsulation
-from .suites import KEM_X25519_HKDF_SHA256
+from ..public.errors import MalformedEncapsulation
+from ..public.suites import KEM_X25519_HKDF_SHA256
 
 __all__ = ["encapsulate", "decapsulate"]
 

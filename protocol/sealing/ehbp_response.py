@@ -6,9 +6,9 @@ frames from 0; frame ``i`` uses nonce ``nonce_base XOR i`` (see ``response_key``
 
 from __future__ import annotations
 
-from ._stream import DEFAULT_FRAME_PLAINTEXT, FrameDecoder, FrameEncoder
-from .framing import DEFAULT_MAX_FRAME_SIZE
-from .modes import Mode
+from ..public.framing import DEFAULT_MAX_FRAME_SIZE
+from ..public.modes import Mode
+from .ehbp_stream import DEFAULT_FRAME_PLAINTEXT, FrameDecoder, FrameEncoder
 from .response_key import ResponseKey, derive_response_key
 
 __all__ = ["ResponseEncoder", "ResponseDecoder"]

@@ -35,16 +35,16 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
-from .errors import (
+from ..public.errors import (
     DecryptionFailed,
     EncoderStateError,
     SequenceOverflow,
     TruncatedMessage,
     UnknownKey,
 )
+from ..public.keyconfig import KeyConfig
+from ..public.multi_header import MAX_CANDIDATES, Candidate, MultiHeader, binding_of
 from .hpke import EnclaveKey
-from .keyconfig import KeyConfig
-from .multi_header import MAX_CANDIDATES, Candidate, MultiHeader, binding_of
 from .ohttp import (
     DEFAULT_MAX_CHUNK,
     SEND_CHUNK,

@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import MalformedAttestationDocument
+from ..public.errors import MalformedAttestationDocument
 
 __all__ = ["SoftwareClaims", "SIGNING_CONTEXT", "PLATFORM", "encode_evidence", "decode_evidence"]
 

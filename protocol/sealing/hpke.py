@@ -1,7 +1,7 @@
 """The HPKE suite object and the enclave's private keys.
 
 :class:`PrivateKey` is X25519 through pyhpke (RFC 9180); the post-quantum hybrid is
-:class:`~sealgate.protocol.xwing.HybridPrivateKey`. Either is an :data:`EnclaveKey`.
+:class:`~sealgate.protocol.sealing.xwing.HybridPrivateKey`. Either is an :data:`EnclaveKey`.
 Private keys live in process memory; they have no export method and a redacted repr.
 """
 
@@ -12,9 +12,9 @@ import functools
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey, KEMKeyInterface
 
-from .errors import MalformedKeyConfig
-from .keyconfig import KeyConfig
-from .suites import ENC_SIZE, KEM_X25519_HKDF_SHA256
+from ..public.errors import MalformedKeyConfig
+from ..public.keyconfig import KeyConfig
+from ..public.suites import ENC_SIZE, KEM_X25519_HKDF_SHA256
 from .xwing import HybridPrivateKey
 
 __all__ = ["PrivateKey", "SUITE", "EnclaveKey", "HybridPrivateKey"]

@@ -10,10 +10,10 @@ chunked OHTTP can).
 
 from __future__ import annotations
 
-from .errors import DecryptionFailed, EncoderStateError, ProtocolError
-from .framing import DEFAULT_MAX_FRAME_SIZE, FrameReader, frame
-from .modes import Mode
-from .suites import AEAD_TAG_SIZE
+from ..public.errors import DecryptionFailed, EncoderStateError, ProtocolError
+from ..public.framing import DEFAULT_MAX_FRAME_SIZE, FrameReader, frame
+from ..public.modes import Mode
+from ..public.suites import AEAD_TAG_SIZE
 
 DEFAULT_FRAME_PLAINTEXT = 64 * 1024
 

@@ -9,12 +9,12 @@
                         [|| lp(GPU evidence digest)] )        # only with GPU evidence
 
 The last field is present only when the document carries GPU evidence
-(:mod:`~sealgate.protocol.gpu`); without it the encoding is unchanged.
+(:mod:`~sealgate.protocol.evidence.gpu`); without it the encoding is unchanged.
 
 The nonce field holds one of three kinds of value, told apart by length and prefix:
 a client's 32-byte nonce, a time nonce ``sealgate-time:<unix seconds>`` (at most 26
 bytes), or a nonce batch's ``sealgate-batch:`` || root (47 bytes, see
-:mod:`~sealgate.protocol.nonce_batch`), which binds many clients' nonces at once.
+:mod:`~sealgate.protocol.evidence.nonce_batch`), which binds many clients' nonces at once.
 
 ``lp(x)`` is ``uint16-be(len(x)) || x``, so no two inputs share an encoding. SEV-SNP
 and TDX both carry exactly 64 bytes of report_data, which SHA-512 fills. A client

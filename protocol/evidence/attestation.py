@@ -2,7 +2,7 @@
 
 It carries the published keys, the nonce and TLS key hash that went into report_data,
 the platform's evidence and the collateral to verify it offline. Nothing in it is
-trusted by itself: a client recomputes :func:`~sealgate.protocol.binding.report_data`
+trusted by itself: a client recomputes :func:`~sealgate.protocol.evidence.binding.report_data`
 from these fields and checks it against what the evidence signs.
 
 When the client supplies no nonce, the enclave binds a timestamp instead
@@ -10,13 +10,13 @@ When the client supplies no nonce, the enclave binds a timestamp instead
 That clock is the guest's, which the host can influence: a fresh client nonce is
 the stronger freshness proof.
 
-Fresh nonces are batched (:mod:`~sealgate.protocol.nonce_batch`): when several
+Fresh nonces are batched (:mod:`~sealgate.protocol.evidence.nonce_batch`): when several
 clients' nonces share one report, ``nonce`` is the batch's bound nonce and the
 document is ``sealgate-attestation/v2``, which is v1 plus a ``nonce_proof`` object
 (the client's nonce, leaf index, batch size and audit path). Documents without a
 proof (time nonces, a batch of one) stay v1, byte for byte.
 
-A document may also carry ``gpu`` (:class:`~sealgate.protocol.gpu.GpuAttestation`): the
+A document may also carry ``gpu`` (:class:`~sealgate.protocol.evidence.gpu.GpuAttestation`): the
 evidence of the enclave's NVIDIA GPUs, their chains and RIMs. Its digest is then the last
 field of report_data, so a client that ignores it fails the binding check (fail closed).
 """
@@ -30,10 +30,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..public.errors import InvalidNonceProof, MalformedAttestationDocument
+from ..public.keyconfig import KeyConfig, decode_key_configs
 from .binding import report_data
-from .errors import InvalidNonceProof, MalformedAttestationDocument
 from .gpu import GpuAttestation
-from .keyconfig import KeyConfig, decode_key_configs
 from .nonce_batch import NonceProof
 
 __all__ = [

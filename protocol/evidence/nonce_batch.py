@@ -16,7 +16,7 @@ RFC 9162 §2.1.1 and §2.1.3.1; a verifier recomputes ``MTH`` from its own nonce
 ``i``, ``n`` and the path with the algorithm of RFC 9162 §2.1.3.2 (which also
 rejects a path of the wrong length), then ``root``. The enclave puts the bound
 nonce into the ``nonce`` field of report_data
-(:func:`~sealgate.protocol.binding.report_data`), so one report proves that every
+(:func:`~sealgate.protocol.evidence.binding.report_data`), so one report proves that every
 nonce of the batch existed before the report was made.
 
 Domain separation: the 0x00 / 0x01 / 0x02 bytes keep leaves, inner nodes and the
@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InvalidNonceProof
+from ..public.errors import InvalidNonceProof
 
 __all__ = [
     "NonceBatch",

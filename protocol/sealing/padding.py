@@ -29,8 +29,8 @@ events to blur timing at the cost of latency.
 
 from __future__ import annotations
 
+from ..public.varint import encode_varint, varint_size
 from .bhttp import Field
-from .varint import encode_varint, varint_size
 
 __all__ = [
     "PADDING_FIELD",

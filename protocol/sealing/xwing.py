@@ -25,9 +25,9 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey, MLKEM768PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from .errors import MalformedEncapsulation, MalformedKeyConfig, UnsupportedSuite
-from .keyconfig import KeyConfig
-from .suites import KEM_MLKEM768_X25519, SUPPORTED_SUITE
+from ..public.errors import MalformedEncapsulation, MalformedKeyConfig, UnsupportedSuite
+from ..public.keyconfig import KeyConfig
+from ..public.suites import KEM_MLKEM768_X25519, SUPPORTED_SUITE
 
 __all__ = [
     "KEM_ID",

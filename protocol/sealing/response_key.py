@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
-from .errors import DecryptionFailed, SequenceOverflow
-from .suites import AEAD_KEY_SIZE, AEAD_NONCE_SIZE
+from ..public.errors import DecryptionFailed, SequenceOverflow
+from ..public.suites import AEAD_KEY_SIZE, AEAD_NONCE_SIZE
 
 __all__ = ["ResponseKey", "derive_response_key", "frame_nonce", "MAX_SEQUENCE"]
 

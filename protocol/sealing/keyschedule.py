@@ -1,12 +1,12 @@
 """The RFC 9180 key schedule (base mode) and encryption context, for KEMs pyhpke lacks.
 
 pyhpke stays in charge of the classical DHKEM suites; this module serves the hybrid
-MLKEM768-X25519 KEM (:mod:`~sealgate.protocol.xwing`). It is the §5.1 schedule
+MLKEM768-X25519 KEM (:mod:`~sealgate.protocol.sealing.xwing`). It is the §5.1 schedule
 exactly — HMAC-based Extract/Expand with the ``"HPKE-v1"`` labels and suite_id
 ``"HPKE" || kem_id || kdf_id || aead_id`` — with the §5.2 sequence-number nonces and
 the §5.3 exporter. Extract and Expand are HMAC from the standard library (OpenSSL);
 the AEADs are ``cryptography``'s. :class:`Context` has the ``seal``/``open``/``export``
-interface of pyhpke's contexts, so :mod:`~sealgate.protocol.ohttp` uses either.
+interface of pyhpke's contexts, so :mod:`~sealgate.protocol.sealing.ohttp` uses either.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-from .errors import DecryptionFailed, SequenceOverflow, UnsupportedSuite
+from ..public.errors import DecryptionFailed, SequenceOverflow, UnsupportedSuite
 
 __all__ = ["Context", "key_schedule", "KDFS", "AEADS"]
 

@@ -27,7 +27,7 @@ import heapq
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
-from .errors import ProtocolError, ReplayedRequest
+from ..public.errors import ProtocolError, ReplayedRequest
 
 __all__ = [
     "ReplayGuard",

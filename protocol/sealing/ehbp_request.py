@@ -13,15 +13,15 @@ from collections.abc import Sequence
 
 from pyhpke import PyHPKEError
 
-from ._stream import DEFAULT_FRAME_PLAINTEXT, FrameDecoder, FrameEncoder
-from .errors import DecryptionFailed, MalformedEncapsulation, UnknownKey
-from .framing import DEFAULT_MAX_FRAME_SIZE
+from ..public.errors import DecryptionFailed, MalformedEncapsulation, UnknownKey
+from ..public.framing import DEFAULT_MAX_FRAME_SIZE
+from ..public.keyconfig import KeyConfig
+from ..public.modes import EHBP, Mode
+from ..public.suites import ENC_SIZE
+from .ehbp_response import ResponseDecoder, ResponseEncoder
+from .ehbp_stream import DEFAULT_FRAME_PLAINTEXT, FrameDecoder, FrameEncoder
 from .hpke import SUITE, PrivateKey, public_key_object
-from .keyconfig import KeyConfig
-from .modes import EHBP, Mode
-from .response import ResponseDecoder, ResponseEncoder
 from .response_key import EXPORT_SIZE, RESPONSE_NONCE_SIZE, derive_response_key
-from .suites import ENC_SIZE
 
 __all__ = ["RequestEncoder", "RequestDecoder", "parse_hex_header"]
 
