@@ -21,7 +21,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sealgate.protocol.public import paths
 from sealgate.protocol.public.keyconfig import MEDIA_TYPE as KEYS_MEDIA_TYPE
+from sealgate.protocol.public.logs import fields
 from sealgate.protocol.public.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
 from sealgate.protocol.public.problem import PROBLEMS, Problem
 from starlette.applications import Starlette
@@ -35,18 +37,16 @@ from .attesters.gpu import GpuSource
 from .config import EnclaveConfig
 from .engines import Engine
 from .engines.models import EngineModels, MissingModels, check_models
+from .intake import BodyIntake
 from .keyring import KeyRing
 from .metrics import EnclaveMetrics
-from .native import GATEWAY_PATH, NativeGateway
+from .native import NativeGateway
 from .sealed import SealedProxy
+from .slots import EngineSlots
 
 __all__ = ["create_app", "Enclave"]
 
 log = logging.getLogger("sealgate.enclave")
-
-KEYS_PATH = "/.well-known/hpke-keys"
-OHTTP_KEYS_PATH = "/.well-known/ohttp-keys"
-ATTESTATION_PATH = "/.well-known/sealgate-attestation"
 
 
 @dataclass(slots=True)
@@ -59,6 +59,10 @@ class Enclave:
     attestation: AttestationService
     engine: Engine
     metrics: EnclaveMetrics
+    #: Request bodies still arriving, and the byte budget they share (both modes).
+    intake: BodyIntake
+    #: The engine's ``max_concurrent_requests`` slots (both modes).
+    slots: EngineSlots
     proxy: SealedProxy
     #: The native mode's endpoint, with its replay guard (``native.guard``).
     native: NativeGateway
@@ -106,8 +110,10 @@ def create_app(
         batch_queue=config.attestation_batch_queue,
         gpu_source=gpu_source,
     )
-    proxy = SealedProxy(config, keyring, engine, metrics)
-    native = NativeGateway(proxy)
+    intake = BodyIntake(config, metrics)
+    slots = EngineSlots(config.max_concurrent_requests, config.retry_after, metrics.active_streams)
+    proxy = SealedProxy(config, keyring, engine, metrics, intake, slots)
+    native = NativeGateway(config, keyring, engine, metrics, intake, slots)
 
     async def hpke_keys(request: Request) -> Response:
         return Response(
@@ -143,7 +149,7 @@ def create_app(
             retry = str(max(1, math.ceil(limited.retry_after)))
             return _problem(PROBLEMS.RATE_LIMITED(str(limited)), {"retry-after": retry})
         except AttesterError as error:
-            log.error("attestation failed: %s", error)
+            log.error("attestation failed: %s", error)  # the client is told the same
             return _problem(PROBLEMS.UPSTREAM_UNAVAILABLE(f"attestation failed: {error}"))
         return Response(
             document.to_json(), media_type="application/json", headers={"cache-control": "no-store"}
@@ -157,9 +163,9 @@ def create_app(
                 "engine": models.to_json(),
                 "platform": attester.platform,
                 "keys": [k.fingerprint for k in keyring.active()],
-                "in_flight": proxy.in_flight,
-                "receiving": proxy.receiving,
-                "load": round(proxy.in_flight / config.max_concurrent_requests, 4),
+                "in_flight": slots.in_flight,
+                "receiving": intake.receiving,
+                "load": round(slots.load, 4),
             },
             status_code=200 if models.healthy else 503,
             headers={"cache-control": "no-store"},
@@ -186,12 +192,12 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route(KEYS_PATH, hpke_keys, methods=["GET"]),
-            Route(OHTTP_KEYS_PATH, ohttp_keys, methods=["GET"]),
-            Route(ATTESTATION_PATH, attestation_document, methods=["GET"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
-            Route(GATEWAY_PATH, native, methods=["GET", "POST"]),
+            Route(paths.EHBP_KEYS, hpke_keys, methods=["GET"]),
+            Route(paths.OHTTP_KEYS, ohttp_keys, methods=["GET"]),
+            Route(paths.ATTESTATION, attestation_document, methods=["GET"]),
+            Route(paths.HEALTH, healthz, methods=["GET"]),
+            Route(paths.METRICS, metrics_endpoint, methods=["GET"]),
+            Route(paths.OHTTP_GATEWAY, native, methods=["GET", "POST"]),
             Mount("/", app=proxy),
         ],
         lifespan=lifespan,
@@ -203,6 +209,8 @@ def create_app(
         attestation,
         engine,
         metrics,
+        intake,
+        slots,
         proxy,
         native,
         EngineModels(config.models),
@@ -253,4 +261,4 @@ async def _rotation_loop(enclave: Enclave) -> None:
             enclave.attestation.invalidate()
             if keyring.current.fingerprint != before:
                 enclave.metrics.key_rotations.inc()
-                log.info("rotated HPKE key: now %s", keyring.current.fingerprint)
+                log.info("rotated HPKE key", extra=fields(key_id=keyring.current.fingerprint[:16]))

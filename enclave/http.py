@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from sealgate.protocol.public.headers import ENCAPSULATION_PREFIXES, HOP_BY_HOP
+from sealgate.protocol.public.headers import ENCAPSULATION_PREFIXES, FRAMING, HOP_BY_HOP
 from sealgate.protocol.public.problem import MEDIA_TYPE, Problem
 
-__all__ = ["Receive", "Send", "Scope", "send_problem", "forwardable_request_headers", "HOP_BY_HOP"]
+__all__ = ["Receive", "Send", "Scope", "send_problem", "forwardable_request_headers"]
 
-_NOT_FORWARDED = frozenset({b"host", b"content-length", b"expect", b"accept-encoding"})
+# What the enclave sets itself for the engine hop (length, Accept-Encoding) or that
+# belongs to the client's hop only.
+_NOT_FORWARDED = HOP_BY_HOP | FRAMING | {b"host", b"expect", b"accept-encoding"}
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -51,8 +53,7 @@ def forwardable_request_headers(
     kept = [
         (name, value)
         for name, value in headers
-        if name not in HOP_BY_HOP
-        and name not in _NOT_FORWARDED
+        if name not in _NOT_FORWARDED
         and not name.startswith(ENCAPSULATION_PREFIXES)
     ]
     kept.append((b"content-length", str(content_length).encode()))

@@ -14,8 +14,8 @@ Order of checks, so nothing is forwarded that should not be:
 1. before decapsulation (bad outer request, unknown key): plaintext problem, 4xx;
 2. as soon as the inner head is authenticated: the replay guard (RFC 9458 §6.9) on the
    encapsulated key and the inner ``Date``, then the route allow-list;
-3. the body completes (deadlines and byte budget of :class:`SealedProxy`), then an
-   engine slot is taken and the request forwarded.
+3. the body completes (deadlines and byte budget of :mod:`.intake`), then an engine
+   slot (:mod:`.slots`) is taken and the request forwarded.
 
 Every refusal after step 1 is a *sealed* problem, so the gateway can neither read nor
 forge it. The response head and each server-sent-events piece are separate sealed
@@ -32,16 +32,15 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from enum import StrEnum
 from typing import Protocol
 from urllib.parse import unquote
 
-from sealgate.protocol.public.errors import (
-    FrameTooLarge,
-    ProtocolError,
-    ReplayedRequest,
-    UnknownKey,
-)
+from sealgate.protocol.public.errors import ProtocolError, ReplayedRequest, UnknownKey
+from sealgate.protocol.public.headers import FRAMING, HOP_BY_HOP, KEY_ID, wire
+from sealgate.protocol.public.keyconfig import MEDIA_TYPE as KEYS_MEDIA_TYPE
 from sealgate.protocol.public.keyconfig import KeyConfig
+from sealgate.protocol.public.logs import fields
 from sealgate.protocol.public.multi_header import MEDIA_TYPE as MULTI_REQUEST_MEDIA_TYPE
 from sealgate.protocol.public.multi_header import RESPONSE_MEDIA_TYPE as MULTI_RESPONSE_MEDIA_TYPE
 from sealgate.protocol.public.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
@@ -69,27 +68,46 @@ from sealgate.protocol.sealing.ohttp import (
 from sealgate.protocol.sealing.padding import SsePadder, pad_head, padding_to
 from sealgate.protocol.sealing.replay import ReplayCacheFull, ReplayGuard, StaleRequest, http_date
 
-from .engines import EngineError, EngineTimeout
+from .config import EnclaveConfig
+from .engines import Engine, EngineError, EngineTimeout
 from .engines.encoding import identity_body
-from .http import HOP_BY_HOP, Receive, Scope, Send, forwardable_request_headers, send_problem
-from .sealed import SealedProxy, _ClientGone, _Exchange, _problem_for, _Refused
+from .exchange import (
+    Carrier,
+    ClientGone,
+    Exchange,
+    Outcome,
+    Refused,
+    engine_outcome,
+    refusal_for,
+)
+from .http import Receive, Scope, Send, forwardable_request_headers, send_problem
+from .intake import BodyIntake
+from .keyring import KeyRing
+from .metrics import EnclaveMetrics
+from .slots import EngineSlots
 
-__all__ = ["GATEWAY_PATH", "NativeGateway"]
+__all__ = ["NativeGateway", "route_allowed"]
 
 log = logging.getLogger("sealgate.enclave.access")
 
-GATEWAY_PATH = "/.well-known/ohttp-gateway"
+_KEY_ID = wire(KEY_ID)
 
-# The enclave returns identity bodies with its own framing; these never go inside.
 #: The key lookup of one request (see :data:`sealgate.protocol.sealing.ohttp.KeyLookup`).
 ActiveKeyLike = Callable[[int], "tuple[KeyConfig, EnclaveKey] | None"]
 #: The key lookup of a multi-recipient request, by fingerprint.
 FingerprintLookup = Callable[[str], "tuple[KeyConfig, EnclaveKey] | None"]
 
-#: Outer request kinds: chunked OHTTP, one-shot OHTTP, sealgate multi-recipient.
-CHUNKED, ONE_SHOT, MULTI = "chunked", "one-shot", "multi"
 
-_RESPONSE_DROPPED = HOP_BY_HOP | {b"content-length", b"content-encoding"}
+class Outer(StrEnum):
+    """The outer request's kind, by its media type."""
+
+    CHUNKED = CHUNKED_REQUEST_MEDIA_TYPE  # draft-ietf-ohai-chunked-ohttp
+    ONE_SHOT = REQUEST_MEDIA_TYPE  # RFC 9458
+    MULTI = MULTI_REQUEST_MEDIA_TYPE  # sealgate's multi-recipient extension
+
+
+# The enclave returns identity bodies with its own framing; these never go inside.
+_RESPONSE_DROPPED = HOP_BY_HOP | FRAMING | {b"content-encoding"}
 
 
 class _SealedRefusal(Exception):
@@ -100,6 +118,11 @@ class _SealedRefusal(Exception):
         self.problem = problem
         self.outcome = outcome
         self.headers = headers
+
+    @classmethod
+    def of(cls, refusal: Refused) -> _SealedRefusal:
+        """A refusal raised before the request was opened, now sealed to it."""
+        return cls(refusal.problem, refusal.outcome, refusal.headers)
 
 
 class _Writer(Protocol):
@@ -237,18 +260,18 @@ class _Inner:
     def __init__(
         self,
         gateway: NativeGateway,
-        kind: str,
+        kind: Outer,
         route_key: ActiveKeyLike,
         by_fingerprint: FingerprintLookup,
     ) -> None:
         self.gateway = gateway
-        config = gateway.proxy.config
+        config = gateway.config
         self.kind = kind
-        self.chunked = kind != ONE_SHOT
+        self.chunked = kind is not Outer.ONE_SHOT
         self.opener = ChunkedRequestOpener(route_key, max_chunk=config.max_frame_size)
         self.multi = (
             MultiRequestOpener(by_fingerprint, max_chunk=config.max_frame_size)
-            if kind == MULTI
+            if kind is Outer.MULTI
             else None
         )
         self.one_shot: OneShotServer | None = None
@@ -319,9 +342,21 @@ class _Inner:
 class NativeGateway:
     """ASGI app for ``/.well-known/ohttp-gateway``: GET the key list, POST a sealed request."""
 
-    def __init__(self, proxy: SealedProxy) -> None:
-        self.proxy = proxy
-        config = proxy.config
+    def __init__(
+        self,
+        config: EnclaveConfig,
+        keyring: KeyRing,
+        engine: Engine,
+        metrics: EnclaveMetrics,
+        intake: BodyIntake,
+        slots: EngineSlots,
+    ) -> None:
+        self.config = config
+        self.keyring = keyring
+        self.engine = engine
+        self.metrics = metrics
+        self.intake = intake
+        self.slots = slots
         self.guard = ReplayGuard(config.replay_window, config.replay_capacity)
         self.clock: Callable[[], float] = time.time
 
@@ -329,53 +364,38 @@ class NativeGateway:
         if scope["type"] != "http":  # pragma: no cover - only http is routed here
             return
         if scope["method"] == "GET":
-            await _send_keys(send, self.proxy.keyring.encoded_configs())
+            await _send_keys(send, self.keyring.encoded_configs())
             return
-        ex = _Exchange("ohttp")
-        started = time.perf_counter()
-        proxy = self.proxy
+        ex = Exchange(Carrier.OHTTP, scope["method"], scope["path"])
         try:
             await self._handle(scope, receive, send, ex)
-        except _Refused as refusal:  # before decapsulation: plaintext
+        except Refused as refusal:  # before decapsulation: plaintext
             ex.outcome = refusal.outcome
             ex.status = refusal.problem.status
             await send_problem(send, refusal.problem, extra_headers=refusal.headers)
-        except _ClientGone:
-            ex.outcome = "client_disconnected"
+        except ClientGone:
+            ex.outcome = Outcome.CLIENT_DISCONNECTED
         finally:
-            proxy._buffered -= ex.buffered
-            proxy.metrics.requests.labels(ex.mode, ex.outcome).inc()
-            log.info(
-                "mode=%s key=%s status=%s outcome=%s in=%d out=%d ms=%.1f",
-                ex.mode,
-                ex.key,
-                ex.status,
-                ex.outcome,
-                ex.bytes_in,
-                ex.bytes_out,
-                (time.perf_counter() - started) * 1000,
-            )
+            self.intake.release(ex)
+            ex.close(self.metrics)
 
     # -- request ----------------------------------------------------------------------
-    def _keys_for(self, scope: Scope, ex: _Exchange) -> tuple[ActiveKeyLike, FingerprintLookup]:
+    def _keys_for(self, scope: Scope, ex: Exchange) -> tuple[ActiveKeyLike, FingerprintLookup]:
         """Key lookups (by the 1-byte key id; by fingerprint for multi-recipient requests),
         restricted to ``Sealgate-Key-Id`` when given: the enclave opens only the key the
         gateway routed to, so an unknown key is refused (422) before any body is read."""
-        values = [v for k, v in scope["headers"] if k.lower() == b"sealgate-key-id"]
+        values = [v for k, v in scope["headers"] if k.lower() == _KEY_ID]
         if len(values) > 1:
-            raise _Refused(
-                PROBLEMS.MALFORMED_REQUEST("Sealgate-Key-Id appears more than once"), "bad_request"
+            raise Refused(
+                PROBLEMS.MALFORMED_REQUEST(f"{KEY_ID} appears more than once"), Outcome.BAD_REQUEST
             )
-        keyring = self.proxy.keyring
+        keyring = self.keyring
         if values:
             fingerprint = values[0].decode("latin-1").strip().lower()
             ex.key = fingerprint[:16]
             active = keyring.lookup(fingerprint)
             if active is None:
-                raise _Refused(
-                    _problem_for(UnknownKey(f"key {ex.key} is not (or no longer) held here")),
-                    "unknown_key",
-                )
+                raise refusal_for(UnknownKey(f"key {ex.key} is not (or no longer) held here"))
             candidates = [active]
         else:
             candidates = list(keyring.active())
@@ -397,118 +417,94 @@ class NativeGateway:
 
         return lookup, by_fingerprint
 
-    def _media_type(self, scope: Scope) -> str:
-        """CHUNKED, ONE_SHOT or MULTI; plaintext 415-style refusal otherwise."""
+    def _media_type(self, scope: Scope) -> Outer:
+        """The outer kind its Content-Type names; a plaintext 400 for any other."""
         values = [v for k, v in scope["headers"] if k.lower() == b"content-type"]
         kind = values[0].split(b";")[0].strip().lower().decode("latin-1") if values else ""
-        if kind == CHUNKED_REQUEST_MEDIA_TYPE:
-            return CHUNKED
-        if kind == REQUEST_MEDIA_TYPE:
-            return ONE_SHOT
-        if kind == MULTI_REQUEST_MEDIA_TYPE:
-            return MULTI
-        raise _Refused(
-            PROBLEMS.MALFORMED_REQUEST(
-                f"Content-Type must be {CHUNKED_REQUEST_MEDIA_TYPE}, {REQUEST_MEDIA_TYPE} or "
-                f"{MULTI_REQUEST_MEDIA_TYPE}"
-            ),
-            "bad_request",
-        )
+        try:
+            return Outer(kind)
+        except ValueError:
+            raise Refused(
+                PROBLEMS.MALFORMED_REQUEST(
+                    f"Content-Type must be {Outer.CHUNKED}, {Outer.ONE_SHOT} or {Outer.MULTI}"
+                ),
+                Outcome.BAD_REQUEST,
+            ) from None
 
     def admit(self, inner: _Inner, head: RequestHead) -> None:
         """The inner head is authenticated: refuse replays, stale dates and other routes."""
         dates = [v for k, v in head.headers if k.lower() == b"date"]
         date = dates[0].decode("latin-1") if len(dates) == 1 else None
         now = self.clock()
-        metrics = self.proxy.metrics
+        metrics = self.metrics
         try:
             self.guard.accept(inner.enc, date, now)
         except StaleRequest as stale:
             metrics.replays.labels("stale").inc()
             raise _SealedRefusal(
                 PROBLEMS.STALE_REQUEST(stale.message),
-                "stale",
+                Outcome.STALE,
                 ((b"date", http_date(stale.server_time).encode()),),
             ) from None
         except ReplayedRequest as replay:
             metrics.replays.labels("replayed").inc()
-            raise _SealedRefusal(PROBLEMS.REPLAYED_REQUEST(replay.message), "replayed") from None
+            raise _SealedRefusal(
+                PROBLEMS.REPLAYED_REQUEST(replay.message), Outcome.REPLAYED
+            ) from None
         except ReplayCacheFull as full:
             metrics.replays.labels("cache_full").inc()
             retry = str(max(1, round(full.retry_after))).encode()
             raise _SealedRefusal(
-                PROBLEMS.OVERLOADED(full.message), "overloaded", ((b"retry-after", retry),)
+                PROBLEMS.OVERLOADED(full.message), Outcome.OVERLOADED, ((b"retry-after", retry),)
             ) from None
         problem = route_allowed(
-            self.proxy.config.native_routes,
+            self.config.native_routes,
             head.method.decode("latin-1"),
             head.path.decode("latin-1"),
         )
         if problem is not None:
-            raise _SealedRefusal(problem, "not_found" if problem.status == 404 else "not_allowed")
+            outcome = Outcome.NOT_FOUND if problem.status == 404 else Outcome.NOT_ALLOWED
+            raise _SealedRefusal(problem, outcome)
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send, ex: _Exchange) -> None:
-        proxy = self.proxy
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, ex: Exchange) -> None:
         kind = self._media_type(scope)
-        if kind == MULTI:
-            ex.mode = "multi"
+        if kind is Outer.MULTI:
+            ex.mode = Carrier.MULTI
         inner = _Inner(self, kind, *self._keys_for(scope, ex))
-        bucket = proxy.config.chunk_bucket
         try:
-            proxy._check_engine_capacity()  # refuse early, before any body is read
-            proxy._receiving += 1
-            proxy.metrics.receiving_bodies.inc()
-            try:
-                await proxy._read_body(receive, inner.take, ex)
-                inner.finish()
-            finally:
-                proxy._receiving -= 1
-                proxy.metrics.receiving_bodies.dec()
-            if proxy._in_flight >= proxy.config.max_concurrent_requests:
-                raise _SealedRefusal(
-                    PROBLEMS.OVERLOADED("the enclave is at its concurrency limit; not forwarded"),
-                    "overloaded",
-                    ((b"retry-after", str(proxy.config.retry_after).encode()),),
-                )
+            self.slots.check()  # refuse early, before any body is read
+            await self.intake.read(receive, inner.take, ex)
+            inner.finish()
+            self.slots.check("the enclave is at its concurrency limit; not forwarded")
         except ProtocolError as error:
-            proxy.metrics.decryption_failures.labels(type(error).__name__).inc()
-            problem = PROBLEMS.MALFORMED_REQUEST(error.message)
-            if isinstance(error, FrameTooLarge) or error.status_hint == 413:
-                problem = PROBLEMS.BODY_TOO_LARGE(error.message)
+            self.metrics.decryption_failures.labels(type(error).__name__).inc()
+            refused = refusal_for(error)
             if not inner.decapsulated:
-                outcome = "unknown_key" if isinstance(error, UnknownKey) else "bad_request"
-                raise _Refused(_problem_for(error), outcome) from None
-            await self._refuse_sealed(send, inner, _SealedRefusal(problem, "bad_request"), ex)
+                raise refused from None
+            await self._refuse_sealed(send, inner, _SealedRefusal.of(refused), ex)
             return
         except _SealedRefusal as refusal:
             await self._refuse_sealed(send, inner, refusal, ex)
             return
-        except _Refused as refusal:
+        except Refused as refusal:
             if not inner.decapsulated:
                 raise
-            await self._refuse_sealed(
-                send, inner, _SealedRefusal(refusal.problem, refusal.outcome, refusal.headers), ex
-            )
+            await self._refuse_sealed(send, inner, _SealedRefusal.of(refusal), ex)
             return
         assert inner.head is not None
-        proxy._in_flight += 1
-        proxy.metrics.active_streams.inc()
-        try:
+        with self.slots.held():
             await _until_disconnect(
                 receive,
-                self._forward(inner, inner.head, bytes(inner.body), send, ex, bucket),
+                self._forward(inner, inner.head, bytes(inner.body), send, ex),
                 ex,
             )
-        finally:
-            proxy._in_flight -= 1
-            proxy.metrics.active_streams.dec()
 
     async def _refuse_sealed(
-        self, send: Send, inner: _Inner, refusal: _SealedRefusal, ex: _Exchange
+        self, send: Send, inner: _Inner, refusal: _SealedRefusal, ex: Exchange
     ) -> None:
         ex.outcome = refusal.outcome
-        ex.status = refusal.problem.status
-        body = _problem_response(inner.writer(), refusal, self.proxy.config.chunk_bucket)
+        ex.inner_status = refusal.problem.status
+        body = _problem_response(inner.writer(), refusal, self.config.chunk_bucket)
         await _start(send, inner.kind, ex, len(body))
         ex.bytes_out += len(body)
         ex.sent_all = True
@@ -521,9 +517,9 @@ class NativeGateway:
         head: RequestHead,
         body: bytes,
         send: Send,
-        ex: _Exchange,
-        bucket: int,
+        ex: Exchange,
     ) -> None:
+        bucket = self.config.chunk_bucket
         writer = inner.writer()
         headers = forwardable_request_headers([(k.lower(), v) for k, v in head.headers], len(body))
         method = head.method.decode("latin-1")
@@ -543,8 +539,8 @@ class NativeGateway:
         started = time.perf_counter()
         head_sent = False
         try:
-            async with self.proxy.engine.stream(method, target, headers, body) as response:
-                self.proxy.metrics.upstream_latency.observe(time.perf_counter() - started)
+            async with self.engine.stream(method, target, headers, body) as response:
+                self.metrics.upstream_latency.observe(time.perf_counter() - started)
                 kept = [
                     (k.lower(), v)
                     for k, v in response.headers
@@ -556,7 +552,7 @@ class NativeGateway:
                 encoder = StreamEncoder()
                 head_bytes = _head_bytes(response.status, kept, bucket)
                 encoder.response_head(response.status, kept)
-                ex.status = response.status
+                ex.inner_status = response.status
                 first = writer.head(head_bytes)
                 head_sent = True
                 rest = bytearray()
@@ -566,7 +562,7 @@ class NativeGateway:
                     # answer leaves in one write (one fewer round through the gateway).
                     await emit(first, True)
                     first = b""
-                interval = self.proxy.config.sse_coalesce_interval
+                interval = self.config.sse_coalesce_interval
                 if padder is not None and interval > 0:
                     async for batch in _coalesced(chunks, interval):
                         for piece in padder.push(batch):
@@ -581,20 +577,20 @@ class NativeGateway:
                 if padder is not None:
                     rest += padder.finish()
                 await emit(first + writer.final(_tail_bytes(encoder, bytes(rest), bucket)), False)
-                ex.outcome = "ok" if response.status < 400 else f"engine_{response.status}"
+                ex.outcome = engine_outcome(response.status)
         except EngineError as error:
-            ex.outcome = "engine_timeout" if isinstance(error, EngineTimeout) else "engine_error"
+            timeout = isinstance(error, EngineTimeout)
+            ex.outcome = Outcome.ENGINE_TIMEOUT if timeout else Outcome.ENGINE_ERROR
             if not head_sent:
-                kind = (
-                    PROBLEMS.UPSTREAM_TIMEOUT
-                    if isinstance(error, EngineTimeout)
-                    else PROBLEMS.UPSTREAM_UNAVAILABLE
-                )
+                kind = PROBLEMS.UPSTREAM_TIMEOUT if timeout else PROBLEMS.UPSTREAM_UNAVAILABLE
                 refusal = _SealedRefusal(kind(str(error)), ex.outcome)
-                ex.status = refusal.problem.status
+                ex.inner_status = refusal.problem.status
                 await emit(_problem_response(writer, refusal, bucket), False)
                 return
-            log.warning("engine failed mid-stream: %s", error)
+            log.warning(
+                "engine failed mid-stream",
+                extra=fields(request_id=ex.request_id, outcome=ex.outcome),
+            )
             # End the outer body without the final chunk: the client detects truncation.
             await emit(b"", False)
 
@@ -639,13 +635,14 @@ async def _coalesced(chunks: AsyncIterator[bytes], interval: float) -> AsyncIter
 
 
 _RESPONSE_MEDIA = {
-    CHUNKED: CHUNKED_RESPONSE_MEDIA_TYPE,
-    ONE_SHOT: RESPONSE_MEDIA_TYPE,
-    MULTI: MULTI_RESPONSE_MEDIA_TYPE,
+    Outer.CHUNKED: CHUNKED_RESPONSE_MEDIA_TYPE,
+    Outer.ONE_SHOT: RESPONSE_MEDIA_TYPE,
+    Outer.MULTI: MULTI_RESPONSE_MEDIA_TYPE,
 }
 
 
-async def _start(send: Send, kind: str, ex: _Exchange, length: int | None) -> None:
+async def _start(send: Send, kind: Outer, ex: Exchange, length: int | None) -> None:
+    ex.status = 200
     media = _RESPONSE_MEDIA[kind]
     headers = [(b"content-type", media.encode()), (b"cache-control", b"no-store")]
     if length is not None:
@@ -656,7 +653,7 @@ async def _start(send: Send, kind: str, ex: _Exchange, length: int | None) -> No
 
 async def _send_keys(send: Send, configs: bytes) -> None:
     headers = [
-        (b"content-type", b"application/ohttp-keys"),
+        (b"content-type", KEYS_MEDIA_TYPE.encode()),
         (b"content-length", str(len(configs)).encode()),
         (b"cache-control", b"no-store"),
     ]
@@ -664,7 +661,7 @@ async def _send_keys(send: Send, configs: bytes) -> None:
     await send({"type": "http.response.body", "body": configs, "more_body": False})
 
 
-async def _until_disconnect(receive: Receive, exchange: Awaitable[None], ex: _Exchange) -> None:
+async def _until_disconnect(receive: Receive, exchange: Awaitable[None], ex: Exchange) -> None:
     """Run ``exchange``; cancel it (and so the engine request) if the client goes away."""
     gone = asyncio.Event()
 
@@ -682,7 +679,7 @@ async def _until_disconnect(receive: Receive, exchange: Awaitable[None], ex: _Ex
         # After the whole response was handed over, "disconnect" is the normal end.
         if not streaming.done() and not ex.sent_all:
             streaming.cancel()
-            ex.outcome = "client_disconnected"
+            ex.outcome = Outcome.CLIENT_DISCONNECTED
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         with contextlib.suppress(asyncio.CancelledError):

@@ -253,7 +253,7 @@ def test_gateway_fails_over_on_refusals_before_opening(fleet):
     """A full first candidate (503) and one that no longer holds its key (422): the gateway
     tries the next with the same bytes; the client sees one answer, from the third."""
     full = fleet.enclave(config=EnclaveConfig(max_concurrent_requests=1))
-    fleet.built[0].proxy._in_flight = 1  # as if one long stream held its only engine slot
+    fleet.built[0].slots.take()  # as if one long stream held its only engine slot
     rotated = fleet.enclave(config=EnclaveConfig(key_grace=0))
     good = fleet.enclave()
     configs = [_keys(full.url), _keys(rotated.url), _keys(good.url)]
