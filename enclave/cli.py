@@ -1,38 +1,49 @@
-"""``sealgate enclave``: run the enclave server (inside the confidential VM)."""
+"""``sealgate enclave``: run the enclave server (inside the confidential VM).
+
+Every :class:`~sealgate.enclave.config.EnclaveConfig` setting is an option and a
+``SEALGATE_ENCLAVE_<FIELD>`` variable (derived from the dataclass); the other options
+(address, attester, engine, evidence files, log level) take ``SEALGATE_ENCLAVE_<OPTION>``
+variables too. ``--print-measurement`` prints the software measurement of the engine
+the options describe and exits, so a verifier can learn what a ``software`` enclave
+started with the same options will report without importing the enclave.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
-import re
 import socket
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
+from sealgate.protocol.public.settings import click_options, config_from
+
+from .attesters import AttesterKind
+from .config import EnclaveConfig
 
 if TYPE_CHECKING:
     from .attesters.gpu import GpuSource
 
-__all__ = ["enclave", "parse_duration"]
+__all__ = ["ENV_PREFIX", "enclave"]
 
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+#: The prefix of every variable ``sealgate enclave`` reads.
+ENV_PREFIX = "SEALGATE_ENCLAVE"
 
-
-def parse_duration(value: str) -> float:
-    """Parse ``90``, ``90s``, ``15m``, ``1h`` or ``1d`` into seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
-    if not match:
-        raise click.BadParameter(f"{value!r} is not a duration like 90s, 15m or 1h")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
-class _Duration(click.ParamType):  # type: ignore[type-arg]
-    name = "duration"
+class GpuMode(StrEnum):
+    """Where NVIDIA GPU evidence comes from."""
 
-    def convert(
-        self, value: object, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        return value if isinstance(value, float) else parse_duration(str(value))
+    NONE = "none"
+    NVML = "nvml"  # GPUs in confidential-computing mode
+    FILES = "files"  # captured reports, for development
+
+
+#: A non-config option: it shows the variable click derives from ``ENV_PREFIX``.
+_option = functools.partial(click.option, show_envvar=True)
 
 
 def _tls_key_hash(path: Path | None) -> bytes | None:
@@ -87,13 +98,6 @@ def _url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _plaintext_path(value: str) -> tuple[str, str]:
-    method, _, path = value.strip().partition(" ")
-    if not method or not path.startswith("/"):
-        raise click.BadParameter(f"{value!r} must look like 'GET /v1/models'")
-    return method.upper(), path
-
-
 def _refuse_missing_models(upstream: str, models: tuple[str, ...], timeout: float) -> None:
     """Exit with a one-line reason when the engine answers but lacks a claimed model.
 
@@ -121,160 +125,94 @@ def _refuse_missing_models(upstream: str, models: tuple[str, ...], timeout: floa
     asyncio.run(check())
 
 
-@click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--port",
-    default=8080,
-    show_default=True,
-    type=int,
-    help="Port to listen on; 0 picks a free one.",
-)
-@click.option(
+@click.command(context_settings={"auto_envvar_prefix": ENV_PREFIX, "show_default": True})
+@_option("--host", default="127.0.0.1", help="Address to listen on.")
+@_option("--port", default=8080, type=int, help="Port to listen on; 0 picks a free one.")
+@_option(
     "--attester",
-    type=click.Choice(["software", "sev-snp", "tdx"]),
-    default="software",
-    show_default=True,
+    type=click.Choice([kind.value for kind in AttesterKind]),
+    default=AttesterKind.SOFTWARE.value,
     help="Evidence backend; software is for development only.",
 )
-@click.option(
+@_option(
     "--software-root-key",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="PEM Ed25519 key used as the software root (default: a new one per start).",
 )
-@click.option(
+@_option(
     "--vcek",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="SEV-SNP: VCEK certificate to attach when the host provides none.",
 )
-@click.option(
+@_option(
     "--tdx-collateral",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="TDX: directory of Intel PCS collateral to attach to documents.",
 )
-@click.option(
+@_option(
     "--gpu",
-    "gpu_mode",
-    type=click.Choice(["none", "nvml", "files"]),
-    default="none",
-    show_default=True,
+    type=click.Choice([mode.value for mode in GpuMode]),
+    default=GpuMode.NONE.value,
     help="NVIDIA GPU evidence: none, NVML (GPUs in CC mode), or captured files (development).",
 )
-@click.option(
+@_option(
     "--gpu-report",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="--gpu files: a captured SPDM report (one per GPU).",
+    help="--gpu files: a captured SPDM report (one per GPU; the variable lists them "
+    "separated by spaces).",
 )
-@click.option(
+@_option(
     "--gpu-chain",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="--gpu files: the PEM chain of each --gpu-report, in the same order.",
 )
-@click.option(
+@_option(
     "--gpu-rim",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="NVIDIA RIMs to staple to documents (driver and VBIOS).",
 )
-@click.option(
+@_option(
     "--gpu-nonce",
     metavar="HEX",
     help="--gpu files: the nonce to bind (default: the first captured report's).",
 )
-@click.option(
+@_option(
     "--tsm-root",
     type=click.Path(path_type=Path),
     hidden=True,
     help="configfs-tsm report directory (default /sys/kernel/config/tsm/report).",
 )
-@click.option(
+@_option(
     "--engine",
     type=click.Choice(["demo"]),
     default=None,
     help="Built-in engine (the default when --upstream is not given).",
 )
-@click.option("--upstream", metavar="URL", help="OpenAI-compatible engine to forward to.")
-@click.option(
-    "--model",
-    "models",
-    multiple=True,
-    metavar="NAME",
-    help="A model the engine serves (repeatable). Part of the measured engine configuration: "
-    "clients route a model only to enclaves whose evidence (or release) names it. The "
-    "engine's GET /v1/models must list it: the enclave refuses to start otherwise, and "
-    "reports unhealthy while it cannot tell.",
-)
-@click.option(
+@_option("--upstream", metavar="URL", help="OpenAI-compatible engine to forward to.")
+@_option(
     "--demo-token-delay",
-    type=float,
+    type=click.FloatRange(min=0),
     default=0.0,
-    show_default=True,
     help="Seconds between tokens streamed by the demo engine.",
 )
-@click.option(
-    "--rotate-keys-every",
-    type=_Duration(),
-    default=None,
-    help="Rotate the HPKE key on this period (e.g. 1h); default: never.",
-)
-@click.option(
-    "--key-grace",
-    type=_Duration(),
-    default="5m",
-    show_default=True,
-    help="How long a replaced key keeps decrypting.",
-)
-@click.option(
-    "--post-quantum-keys/--no-post-quantum-keys",
-    default=True,
-    show_default=True,
-    help="Make an MLKEM768-X25519 key beside each X25519 key (the SDK prefers it).",
-)
-@click.option(
-    "--allow-plaintext",
-    "plaintext",
-    multiple=True,
-    metavar="'METHOD /path'",
-    help="Forward this path without encryption (repeatable), e.g. 'GET /v1/models'.",
-)
-@click.option(
+@_option(
     "--tls-public-key",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="PEM certificate or public key of this enclave's TLS endpoint, bound into attestation.",
 )
-@click.option("--max-concurrent", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--max-body-size", type=int, default=32 * 1024 * 1024, show_default=True)
+@_option("--log-level", type=click.Choice(_LOG_LEVELS, case_sensitive=False), default="info")
 @click.option(
-    "--body-timeout",
-    type=_Duration(),
-    default="30s",
-    show_default=True,
-    help="408 when a request body sends nothing for this long.",
+    "--print-measurement",
+    is_flag=True,
+    allow_from_autoenv=False,  # a variable must never turn a server into a one-shot command
+    help="Print the hex software measurement of the engine these options describe "
+    "(--upstream, --model) and exit without serving: what a software-attested enclave "
+    "started with the same options reports.",
 )
-@click.option(
-    "--body-deadline",
-    type=_Duration(),
-    default="5m",
-    show_default=True,
-    help="408 when a request body is not complete this long after its head.",
-)
-@click.option(
-    "--body-min-rate",
-    type=click.FloatRange(min=0),
-    default=1024.0,
-    show_default=True,
-    help="408 when a body averages fewer bytes/second after 10 s (0: no minimum).",
-)
-@click.option(
-    "--max-buffered-body-bytes",
-    type=click.IntRange(min=1),
-    default=1024 * 1024 * 1024,
-    show_default=True,
-    help="Request body bytes held at once over all requests (503 above it).",
-)
-@click.option("--log-level", default="info", show_default=True)
+@click_options(EnclaveConfig, ENV_PREFIX)
 def enclave(
     host: str,
     port: int,
@@ -282,7 +220,7 @@ def enclave(
     software_root_key: Path | None,
     vcek: Path | None,
     tdx_collateral: Path | None,
-    gpu_mode: str,
+    gpu: str,
     gpu_report: tuple[Path, ...],
     gpu_chain: tuple[Path, ...],
     gpu_rim: tuple[Path, ...],
@@ -290,33 +228,36 @@ def enclave(
     tsm_root: Path | None,
     engine: str | None,
     upstream: str | None,
-    models: tuple[str, ...],
     demo_token_delay: float,
-    rotate_keys_every: float | None,
-    key_grace: float,
-    post_quantum_keys: bool,
-    plaintext: tuple[str, ...],
     tls_public_key: Path | None,
-    max_concurrent: int,
-    max_body_size: int,
-    body_timeout: float,
-    body_deadline: float,
-    body_min_rate: float,
-    max_buffered_body_bytes: int,
     log_level: str,
+    print_measurement: bool,
+    **settings: Any,
 ) -> None:
     """Run an enclave: attested HPKE keys, decrypt, forward to the engine, encrypt back."""
+    if engine and upstream:
+        raise click.UsageError("give either --engine demo or --upstream URL, not both")
+    try:
+        config = config_from(EnclaveConfig, settings)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    served = config.models or None
+    if print_measurement:
+        from .attesters import measure_software
+        from .engines import engine_description
+
+        click.echo(measure_software(engine_description(upstream, served)).hex())
+        return
+
     import uvicorn
+    from sealgate.protocol.public.logs import configure
 
     from .app import create_app
     from .attesters import AttesterError, create_attester
-    from .config import EnclaveConfig
     from .engines import HTTPEngine, demo_engine
 
-    if engine and upstream:
-        raise click.UsageError("give either --engine demo or --upstream URL, not both")
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    served = tuple(models) or None
+    configure(log_level)
+    logging.captureWarnings(True)  # a warning is a JSON line too
     chosen = (
         HTTPEngine(upstream, models=served)
         if upstream
@@ -324,31 +265,18 @@ def enclave(
     )
     try:
         backend = create_attester(
-            attester,
+            AttesterKind(attester),
             root_key=software_root_key,
             engine=chosen.description,
             vcek=vcek,
             tdx_collateral=tdx_collateral,
             tsm_root=tsm_root,
         )
-        gpus = _gpu_source(gpu_mode, gpu_report, gpu_chain, gpu_rim, gpu_nonce)
+        gpus = _gpu_source(GpuMode(gpu), gpu_report, gpu_chain, gpu_rim, gpu_nonce)
     except AttesterError as exc:
         raise click.ClickException(str(exc)) from exc
-    config = EnclaveConfig(
-        plaintext_paths=frozenset(_plaintext_path(p) for p in plaintext),
-        max_concurrent_requests=max_concurrent,
-        max_body_size=max_body_size,
-        body_timeout=body_timeout,
-        body_deadline=body_deadline,
-        body_min_rate=body_min_rate,
-        max_buffered_body_bytes=max_buffered_body_bytes,
-        rotate_keys_every=rotate_keys_every,
-        key_grace=key_grace,
-        post_quantum_keys=post_quantum_keys,
-        models=models,
-    )
-    if models and upstream:
-        _refuse_missing_models(upstream, models, config.engine_check_timeout)
+    if config.models and upstream:
+        _refuse_missing_models(upstream, config.models, config.engine_check_timeout)
     built = create_app(
         backend, chosen, config, tls_key_hash=_tls_key_hash(tls_public_key), gpu_source=gpus
     )
@@ -365,8 +293,11 @@ def enclave(
     server = uvicorn.Server(
         uvicorn.Config(
             built.app,
-            log_level=log_level,
-            access_log=False,
+            log_config=None,  # configure() above: every line is JSON
+            log_level=log_level.lower(),
+            access_log=False,  # the enclave writes its own, without sealed content
+            http="httptools",
+            ws="none",
             timeout_keep_alive=30,
             lifespan="on",
         )
@@ -378,7 +309,7 @@ def enclave(
 
 
 def _gpu_source(
-    mode: str,
+    mode: GpuMode,
     reports: tuple[Path, ...],
     chains: tuple[Path, ...],
     rims: tuple[Path, ...],
@@ -388,11 +319,11 @@ def _gpu_source(
     from .attesters import AttesterError
     from .attesters.gpu import FileGpuSource, NvmlGpuSource
 
-    if mode == "none":
+    if mode is GpuMode.NONE:
         if reports or chains or nonce:
             raise AttesterError("--gpu-report/--gpu-chain/--gpu-nonce need --gpu files")
         return None
-    if mode == "nvml":
+    if mode is GpuMode.NVML:
         return NvmlGpuSource([p.read_bytes() for p in rims])
     try:
         pinned = None if nonce is None else bytes.fromhex(nonce)

@@ -8,6 +8,7 @@ and ``describe()``. ``software`` is the default for laptops and tests; ``sev-snp
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -16,6 +17,7 @@ from .base import Attester, AttesterError, Evidence
 from .software import SoftwareAttester, measure_software
 
 __all__ = [
+    "AttesterKind",
     "Attester",
     "AttesterError",
     "Evidence",
@@ -25,8 +27,16 @@ __all__ = [
 ]
 
 
+class AttesterKind(StrEnum):
+    """The evidence backends."""
+
+    SOFTWARE = "software"  # development only: no hardware isolation
+    SEV_SNP = "sev-snp"
+    TDX = "tdx"
+
+
 def create_attester(
-    kind: str,
+    kind: AttesterKind | str,
     *,
     root_key: Path | Ed25519PrivateKey | None = None,
     engine: Mapping[str, object] | None = None,
@@ -36,10 +46,13 @@ def create_attester(
     privlevel: int | None = None,
 ) -> Attester:
     """Build the attester named ``kind`` (``software``, ``sev-snp`` or ``tdx``)."""
-    if kind == "software":
+    try:
+        kind = AttesterKind(kind)
+    except ValueError:
+        choices = ", ".join(k.value for k in AttesterKind)
+        raise AttesterError(f"unknown attester {kind!r}; choose one of {choices}") from None
+    if kind is AttesterKind.SOFTWARE:
         return SoftwareAttester.from_options(root_key, engine)
-    if kind in ("sev-snp", "tdx"):
-        from .tsm import TsmAttester
+    from .tsm import TsmAttester
 
-        return TsmAttester.from_options(kind, tsm_root, vcek, tdx_collateral, privlevel)
-    raise AttesterError(f"unknown attester {kind!r}; choose software, sev-snp or tdx")
+    return TsmAttester.from_options(kind.value, tsm_root, vcek, tdx_collateral, privlevel)

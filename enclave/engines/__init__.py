@@ -9,7 +9,14 @@ demo engine, no socket at all).
 
 from __future__ import annotations
 
-from .base import Engine, EngineError, EngineResponse, EngineTimeout, EngineUnavailable
+from .base import (
+    Engine,
+    EngineError,
+    EngineResponse,
+    EngineTimeout,
+    EngineUnavailable,
+    engine_description,
+)
 from .inprocess import ASGIEngine
 from .upstream import HTTPEngine
 
@@ -22,6 +29,7 @@ __all__ = [
     "EngineUnavailable",
     "HTTPEngine",
     "demo_engine",
+    "engine_description",
 ]
 
 
@@ -33,7 +41,5 @@ def demo_engine(token_delay: float = 0.0, models: tuple[str, ...] | None = None)
     """
     from .demo import create_demo_app
 
-    description: dict[str, object] = {"engine": "demo", "model": "sealgate-demo-echo"}
-    if models is not None:
-        description["models"] = sorted(models)
-    return ASGIEngine(create_demo_app(token_delay=token_delay, models=models), description)
+    app = create_demo_app(token_delay=token_delay, models=models)
+    return ASGIEngine(app, engine_description(None, models))

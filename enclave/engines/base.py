@@ -7,9 +7,31 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Engine", "EngineError", "EngineResponse", "EngineTimeout", "EngineUnavailable"]
+__all__ = [
+    "Engine",
+    "EngineError",
+    "EngineResponse",
+    "EngineTimeout",
+    "EngineUnavailable",
+    "engine_description",
+]
 
 RawHeaders = list[tuple[bytes, bytes]]
+
+
+def engine_description(
+    upstream: str | None = None, models: tuple[str, ...] | None = None
+) -> dict[str, object]:
+    """The measured engine configuration: the built-in demo engine (``upstream`` None) or
+    the OpenAI-compatible server at ``upstream``, and the models it serves if named."""
+    description: dict[str, object] = (
+        {"engine": "demo", "model": "sealgate-demo-echo"}
+        if upstream is None
+        else {"engine": "upstream", "url": upstream.rstrip("/")}
+    )
+    if models is not None:  # measured: the attested model list comes from here
+        description["models"] = sorted(models)
+    return description
 
 
 class EngineError(Exception):

@@ -7,7 +7,13 @@ from contextlib import asynccontextmanager
 
 import httpx
 
-from .base import EngineResponse, EngineTimeout, EngineUnavailable, RawHeaders
+from .base import (
+    EngineResponse,
+    EngineTimeout,
+    EngineUnavailable,
+    RawHeaders,
+    engine_description,
+)
 
 __all__ = ["HTTPEngine"]
 
@@ -25,9 +31,7 @@ class HTTPEngine:
         models: tuple[str, ...] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.description: dict[str, object] = {"engine": "upstream", "url": self.base_url}
-        if models is not None:  # measured: the attested model list comes from here
-            self.description["models"] = sorted(models)
+        self.description = engine_description(self.base_url, models)
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
