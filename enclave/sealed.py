@@ -174,7 +174,8 @@ class SealedProxy:
             )
             # EHBP names no key: every active X25519 key is a candidate until a frame
             # opens (EHBP clients speak only X25519; the hybrid keys are the native mode's).
-            keys = [k.private for k in self.keyring.active() if isinstance(k.private, PrivateKey)]
+            candidates = [k for k in self.keyring.active() if isinstance(k.private, PrivateKey)]
+            keys = [k.private for k in candidates if isinstance(k.private, PrivateKey)]
             decoder = RequestDecoder(mode, enc, keys, max_frame_size=self.config.max_frame_size)
             plaintext = bytearray()
 
@@ -198,7 +199,8 @@ class SealedProxy:
         except ProtocolError as error:
             self.metrics.decryption_failures.labels(type(error).__name__).inc()
             raise refusal_for(error) from None
-        ex.key = decoder.key.key_config().fingerprint[:16]
+        # The published config's fingerprint (its key id is part of it), as the native mode logs.
+        ex.key = next(k.fingerprint[:16] for k in candidates if k.private is decoder.key)
         return bytes(plaintext), decoder.response_encoder()
 
     async def _forward(
