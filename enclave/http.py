@@ -53,8 +53,7 @@ def forwardable_request_headers(
     kept = [
         (name, value)
         for name, value in headers
-        if name not in _NOT_FORWARDED
-        and not name.startswith(ENCAPSULATION_PREFIXES)
+        if name not in _NOT_FORWARDED and not name.startswith(ENCAPSULATION_PREFIXES)
     ]
     kept.append((b"content-length", str(content_length).encode()))
     kept.append((b"accept-encoding", b"identity"))

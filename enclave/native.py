@@ -32,6 +32,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 from urllib.parse import unquote
@@ -68,8 +69,7 @@ from sealgate.protocol.sealing.ohttp import (
 from sealgate.protocol.sealing.padding import SsePadder, pad_head, padding_to
 from sealgate.protocol.sealing.replay import ReplayCacheFull, ReplayGuard, StaleRequest, http_date
 
-from .config import EnclaveConfig
-from .engines import Engine, EngineError, EngineTimeout
+from .engines import EngineError, EngineTimeout
 from .engines.encoding import identity_body
 from .exchange import (
     Carrier,
@@ -80,11 +80,8 @@ from .exchange import (
     engine_outcome,
     refusal_for,
 )
+from .handler import ModeHandler
 from .http import Receive, Scope, Send, forwardable_request_headers, send_problem
-from .intake import BodyIntake
-from .keyring import KeyRing
-from .metrics import EnclaveMetrics
-from .slots import EngineSlots
 
 __all__ = ["NativeGateway", "route_allowed"]
 
@@ -339,26 +336,16 @@ class _Inner:
             pass
 
 
-class NativeGateway:
+@dataclass(eq=False)
+class NativeGateway(ModeHandler):
     """ASGI app for ``/.well-known/ohttp-gateway``: GET the key list, POST a sealed request."""
 
-    def __init__(
-        self,
-        config: EnclaveConfig,
-        keyring: KeyRing,
-        engine: Engine,
-        metrics: EnclaveMetrics,
-        intake: BodyIntake,
-        slots: EngineSlots,
-    ) -> None:
-        self.config = config
-        self.keyring = keyring
-        self.engine = engine
-        self.metrics = metrics
-        self.intake = intake
-        self.slots = slots
-        self.guard = ReplayGuard(config.replay_window, config.replay_capacity)
-        self.clock: Callable[[], float] = time.time
+    #: The replay guard's clock (tests move it).
+    clock: Callable[[], float] = time.time
+    guard: ReplayGuard = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.guard = ReplayGuard(self.config.replay_window, self.config.replay_capacity)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # pragma: no cover - only http is routed here

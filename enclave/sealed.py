@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import ClassVar
 
 from sealgate.protocol.public.errors import FrameTooLarge, ProtocolError
@@ -38,15 +39,11 @@ from sealgate.protocol.sealing.ehbp_response import ResponseEncoder
 from sealgate.protocol.sealing.hpke import PrivateKey
 from sealgate.protocol.sealing.padding import SsePadder, is_json, json_padding
 
-from .config import EnclaveConfig
-from .engines import Engine, EngineError, EngineTimeout
+from .engines import EngineError, EngineTimeout
 from .engines.encoding import identity_body
 from .exchange import Carrier, ClientGone, Exchange, Outcome, Refused, engine_outcome, refusal_for
+from .handler import ModeHandler
 from .http import Receive, Scope, Send, forwardable_request_headers, send_problem
-from .intake import BodyIntake
-from .keyring import KeyRing
-from .metrics import EnclaveMetrics
-from .slots import EngineSlots
 
 __all__ = ["SealedProxy"]
 
@@ -69,24 +66,9 @@ class _Identity:
         return data
 
 
-class SealedProxy:
+@dataclass(eq=False)
+class SealedProxy(ModeHandler):
     """ASGI app handling every path that is not one of the enclave's own endpoints."""
-
-    def __init__(
-        self,
-        config: EnclaveConfig,
-        keyring: KeyRing,
-        engine: Engine,
-        metrics: EnclaveMetrics,
-        intake: BodyIntake,
-        slots: EngineSlots,
-    ) -> None:
-        self.config = config
-        self.keyring = keyring
-        self.engine = engine
-        self.metrics = metrics
-        self.intake = intake
-        self.slots = slots
 
     @property
     def in_flight(self) -> int:

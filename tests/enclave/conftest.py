@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sealgate.enclave import EnclaveConfig, KeyRing, create_app
 from sealgate.enclave.attesters import SoftwareAttester, measure_software
@@ -14,6 +16,21 @@ from ..servers import ServerThread
 @pytest.fixture(scope="session")
 def software_root() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def software_root_file(tmp_path) -> tuple[Ed25519PrivateKey, Path]:
+    """A new software root key, and the PEM file ``--software-root-key`` reads."""
+    key = Ed25519PrivateKey.generate()
+    path = tmp_path / "root.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return key, path
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,6 @@ import threading
 import httpx
 import pytest
 from click.testing import CliRunner
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sealgate.enclave import EnclaveConfig
 from sealgate.enclave.cli import ENV_PREFIX, enclave
 from sealgate.protocol.evidence.attestation import AttestationDocument
@@ -137,18 +135,10 @@ def test_help_shows_an_option_and_a_variable_for_every_setting():
         assert f"env var: {variable}" in help_text
 
 
-def test_settings_from_environment_variables_alone(enclave_process, http, tmp_path):
+def test_settings_from_environment_variables_alone(enclave_process, http, software_root_file):
     """No option on the command line: every value below comes from a SEALGATE_ENCLAVE_*
     variable, and each shows over real HTTP."""
-    root = Ed25519PrivateKey.generate()
-    root_file = tmp_path / "root.pem"
-    root_file.write_bytes(
-        root.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    root, root_file = software_root_file
     enclave = enclave_process(
         env={
             "SEALGATE_ENCLAVE_SOFTWARE_ROOT_KEY": str(root_file),

@@ -194,7 +194,7 @@ def test_gpu_document_round_trips(gpu_files):
     assert GpuAttestation.from_dict(body).digest() == gpu.digest()
 
 
-def test_enclave_process_with_gpu_files_and_sealgate_verify_rows(gpu_files, tmp_path):
+def test_enclave_process_with_gpu_files_and_sealgate_verify_rows(gpu_files, software_root_file):
     """``sealgate enclave --gpu files`` as a process; ``sealgate verify`` shows the GPU rows.
 
     Verified now (not as of 2024), the 2023 RIMs' signing chain has expired: the refusal
@@ -205,18 +205,7 @@ def test_enclave_process_with_gpu_files_and_sealgate_verify_rows(gpu_files, tmp_
     import sys
     import threading
 
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    key = Ed25519PrivateKey.generate()
-    key_file = tmp_path / "root.pem"
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    key, key_file = software_root_file
     args = [
         "--port", "0", "--attester", "software", "--software-root-key", str(key_file),
         "--log-level", "warning", "--gpu", "files",
