@@ -13,6 +13,8 @@ import httpx
 import pytest
 from sealgate.enclave import EnclaveConfig, KeyRing
 from sealgate.enclave.engines import ASGIEngine, HTTPEngine
+from sealgate.enclave.exchange import refusal_for
+from sealgate.protocol.public import errors
 from sealgate.protocol.public.modes import EHBP
 from sealgate.protocol.public.problem import Problem
 from sealgate.protocol.public.varint import encode_varint
@@ -355,3 +357,12 @@ def test_rotation_on_schedule(start_enclave, http):
     assert len(keyring.active()) == 4  # two pairs: X25519 + hybrid each
     now[0] = 111
     assert len(keyring.active()) == 2
+
+
+@pytest.mark.parametrize("name", errors.__all__)
+def test_each_protocol_error_is_refused_with_its_status_hint(name):
+    """The enclave's refusal of bad sealed input is the status the error itself hints."""
+    error_type = getattr(errors, name)
+    refusal = refusal_for(error_type("what was wrong"))
+    assert refusal.problem.status == error_type.status_hint
+    assert refusal.problem.detail is not None and "what was wrong" in refusal.problem.detail
