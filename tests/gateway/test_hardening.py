@@ -247,7 +247,9 @@ def test_time_held_back_by_a_slow_enclave_does_not_count_against_the_body(fleet)
     body = b"{" + b" " * (16 * 1024 * 1024)
 
     async def held_back() -> float:
-        return max((c.held_back(time.monotonic()) for c in gw.gateway.plane.connections), default=0.0)
+        return max(
+            (c.held_back(time.monotonic()) for c in gw.gateway.plane.connections), default=0.0
+        )
 
     replies: list[bytes] = []
 
