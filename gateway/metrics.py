@@ -112,6 +112,20 @@ class _Sum:
             self.enclave_healthy[enclave] = min(healthy, self.enclave_healthy.get(enclave, 1))
 
 
+def _family(
+    kind: type[CounterMetricFamily] | type[GaugeMetricFamily],
+    name: str,
+    documentation: str,
+    label: str,
+    values: dict[str, float],
+) -> Metric:
+    """A family with one label, a sample per value (sorted by label)."""
+    family = kind(name, documentation, labels=[label])
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
+    return family
+
+
 class GatewayMetrics:
     """One worker's metrics; ``shared`` is the directory of every worker's snapshot, if any."""
 
@@ -224,14 +238,13 @@ class GatewayMetrics:
                 series.append((bound, cumulative))
             latency.add_metric([outcome], series, counts[-1])
         yield latency
-        per_worker = CounterMetricFamily(
+        yield _family(
+            CounterMetricFamily,
             "sealgate_gateway_worker_requests",
             "Requests by worker process (pid), to see how the workers share the load.",
-            labels=["pid"],
+            "pid",
+            total.per_worker,
         )
-        for pid, count in sorted(total.per_worker.items()):
-            per_worker.add_metric([pid], count)
-        yield per_worker
         yield from self._gauges(total)
         yield from self._counters(total)
 
@@ -250,34 +263,31 @@ class GatewayMetrics:
             "Open client connections (sum over live workers).",
             value=total.client_connections,
         )
-        healthy = GaugeMetricFamily(
+        yield _family(
+            GaugeMetricFamily,
             "sealgate_gateway_enclave_healthy",
             "1 if the enclave is in every live worker's routing table, else 0.",
-            labels=["enclave"],
+            "enclave",
+            total.enclave_healthy,
         )
-        for enclave, value in sorted(total.enclave_healthy.items()):
-            healthy.add_metric([enclave], value)
-        yield healthy
 
     @staticmethod
     def _counters(total: _Sum) -> Iterator[Metric]:
-        failures = CounterMetricFamily(
+        yield _family(
+            CounterMetricFamily,
             "sealgate_gateway_enclave_connect_failures",
             "Failed connections to an enclave.",
-            labels=["enclave"],
+            "enclave",
+            total.connect_failures,
         )
-        for enclave, count in sorted(total.connect_failures.items()):
-            failures.add_metric([enclave], count)
-        yield failures
-        failovers = CounterMetricFamily(
+        yield _family(
+            CounterMetricFamily,
             "sealgate_gateway_multi_failovers",
             "Multi-recipient requests passed to their next candidate, by reason "
             "(connect_failed, refused_421/422/503: all before the enclave opened them).",
-            labels=["reason"],
+            "reason",
+            total.failovers,
         )
-        for reason, count in sorted(total.failovers.items()):
-            failovers.add_metric([reason], count)
-        yield failovers
         yield CounterMetricFamily(
             "sealgate_gateway_rejected_connections",
             "Connections refused at the concurrent-connection limit.",

@@ -279,10 +279,6 @@ class UpstreamConnection(asyncio.Protocol):
             self.exchange.client.resume_reading()
 
     # httptools callbacks
-    def on_status(self, _reason: bytes) -> None:
-        if self.exchange is not None:
-            self.exchange.status_known(self.parser.get_status_code())
-
     def on_headers_complete(self) -> None:
         self.keep_alive = self.parser.should_keep_alive()
         if self.exchange is not None:
@@ -806,14 +802,14 @@ class Exchange:
             self.response_bytes += len(data)
             self.client.write(data)
             return
-        # A replayable request: the response is held until its status shows it cannot be a
-        # refusal before processing (status_known), so streams are not delayed.
+        # A replayable request: the response is held until its head shows it cannot be a
+        # refusal before processing (status_known); any other answer is released then.
         held.extend(data)
         if len(held) > _MAX_HELD_RESPONSE:
             self.release()
 
     def status_known(self, status: int) -> None:
-        """The enclave's response status is parsed (its bytes are already in ``held``)."""
+        """The enclave's response head is parsed (its bytes are already in ``held``)."""
         self.status = status
         if self.held is not None:
             refusals = _MULTI_REFUSALS if self.multi_members else _EHBP_REFUSALS
@@ -864,12 +860,7 @@ class Exchange:
             ),
         )
         self.detach(reuse=self.done_request)
-        self.member = candidate
-        self.status = 0
-        self.held = bytearray()
-        self.pending = [bytes(self.replay)]
-        self.pending_size = len(self.replay)
-        self._dispatch(candidate)
+        self._send_copy_to(candidate, [bytes(self.replay)])
         return True
 
     def fail_over(self, reason: FailoverReason) -> bool:
@@ -900,13 +891,17 @@ class Exchange:
         )
         plane.metrics.failed_over(reason)
         self.detach(reuse=False)  # it may hold unread body bytes: never reused
+        self._send_copy_to(candidate, [self._multi_head(self.key_id), bytes(self.replay)])
+        return True
+
+    def _send_copy_to(self, candidate: Member, copy: list[bytes]) -> None:
+        """Start over on ``candidate`` with the kept ``copy`` of the request."""
         self.member = candidate
         self.status = 0
         self.held = bytearray()
-        self.pending = [self._multi_head(self.key_id), bytes(self.replay)]
-        self.pending_size = len(self.replay)
+        self.pending = copy
+        self.pending_size = len(self.replay or b"")
         self._dispatch(candidate)
-        return True
 
     def upstream_complete(self) -> None:
         if self.held is not None and self.replay_elsewhere():

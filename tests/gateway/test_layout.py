@@ -6,38 +6,24 @@ Every import counts, wherever it is written: at module level, inside a function,
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
+
+from .test_blindness import _imports
 
 GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
 PACKAGE = "sealgate.gateway"
 
 
-def _local_imports(source: str, package: str, modules: set[str]) -> set[str]:
+def _local_imports(source: Path, package: str, modules: set[str]) -> set[str]:
     """The modules of ``modules`` that ``source`` (a module of ``package``) imports."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                anchor = ".".join(parts[: len(parts) - node.level + 1])
-                base = f"{anchor}.{base}" if base else anchor
-            # ``from . import x`` and ``from .m import name`` both: the module or its member.
-            names = [base, *(f"{base}.{a.name}" for a in node.names)]
-        else:
-            continue
-        found |= {n for n in names if n in modules}
-    return found
+    return _imports(source, package) & modules
 
 
 def import_graph(directory: Path, package: str) -> dict[str, set[str]]:
     """Module -> the package's modules it imports (the package's ``__init__`` excluded)."""
     modules = {f"{package}.{p.stem}" for p in directory.glob("*.py") if p.stem != "__init__"}
     return {
-        f"{package}.{p.stem}": _local_imports(p.read_text(), package, modules) - {package}
+        f"{package}.{p.stem}": _local_imports(p, package, modules) - {package}
         for p in directory.glob("*.py")
         if p.stem != "__init__"
     }
