@@ -98,7 +98,7 @@ class _Head:
     def __init__(self, lines: list[bytes]) -> None:
         self.lines = lines
         self.content_length = 0
-        self.nominated: set[bytes] = set()  # field names listed in Connection
+        self.nominated: set[bytes] | None = None  # field names listed in Connection
         self.multi = False  # a multi-recipient request (its candidates are in the body)
 
 
@@ -416,7 +416,7 @@ class Exchange:
         path = b"" if self.key_id else self.url.split(b"?", 1)[0]
         if path in self.client.plane.local.paths:
             self._answer_locally(path)
-        elif not self._rate_limited():
+        elif b"?" not in self.url or not self._rate_limited():  # only a query can carry a nonce
             self._route(path, head)
 
     def _read_head(self) -> _Head | None:
@@ -462,6 +462,7 @@ class Exchange:
         elif lname == b"expect" and value.lower() == b"100-continue":
             self.expect_continue = True  # answered in start(), at the pipeline's head
         elif lname == b"connection":
+            head.nominated = head.nominated or set()
             head.nominated.update(token.strip().lower() for token in value.split(b","))
         elif lname == _EHBP_KEY:
             self.ehbp = True
@@ -512,8 +513,6 @@ class Exchange:
 
     def _rate_limited(self) -> bool:
         """A fresh-nonce request over its source's budget is refused (429)."""
-        if b"?" not in self.url:
-            return False
         wait = self.client.plane.nonce_limit.wait(self.url, self.client.peer_host)
         if not wait:
             return False
