@@ -1,114 +1,79 @@
-"""``sealgate gateway``: the untrusted front door of a fleet of enclaves."""
+"""``sealgate gateway``: the untrusted front door of a fleet of enclaves.
+
+Every option can also be set by a ``SEALGATE_GATEWAY_*`` environment variable (shown in
+``--help``): the settings of :class:`~sealgate.gateway.config.GatewayConfig` by their own
+declaration, the others by the command's ``auto_envvar_prefix``.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import click
+from sealgate.protocol.public.logs import configure, fields
+from sealgate.protocol.public.settings import click_options, config_from
+
+from .config import ENV_PREFIX, GatewayConfig
 
 __all__ = ["gateway"]
 
+log = logging.getLogger("sealgate.gateway")
 
-@click.command()
+
+@click.command(context_settings={"auto_envvar_prefix": ENV_PREFIX})
 @click.option(
     "--enclave",
-    "enclaves",
+    "enclave",
     multiple=True,
     metavar="URL",
-    help="Enclave base URL, e.g. http://10.0.0.5:8080 (repeatable).",
+    show_envvar=True,
+    help="Enclave base URL, e.g. http://10.0.0.5:8080 (repeatable; space-separated in the "
+    "variable).",
 )
 @click.option(
     "--enclaves-dns",
-    "dns",
+    "enclaves_dns",
     multiple=True,
     metavar="NAME:PORT",
+    show_envvar=True,
     help="Every address behind NAME is an enclave (a headless Service); re-resolved.",
 )
 @click.option(
     "--fleet-file",
     type=click.Path(dir_okay=False, path_type=Path),
+    show_envvar=True,
     help="TOML file with enclaves = [URL, ...] and/or dns = [NAME:PORT, ...]; re-read on change.",
 )
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, show_envvar=True)
+@click.option("--port", default=8000, show_default=True, type=int, show_envvar=True)
 @click.option(
     "--workers",
     default=1,
     show_default=True,
-    type=int,
+    type=click.IntRange(min=1),
+    show_envvar=True,
     help="Worker processes sharing the port (each polls the fleet itself).",
 )
-@click.option("--max-body-bytes", default=64 * 1024 * 1024, show_default=True, type=int)
-@click.option("--max-connections", default=10_000, show_default=True, type=int)
-@click.option(
-    "--header-timeout",
-    default=15.0,
-    show_default=True,
-    type=float,
-    help="Seconds to receive a whole request head (a total deadline, not an idle timeout).",
-)
-@click.option(
-    "--body-timeout",
-    default=30.0,
-    show_default=True,
-    type=float,
-    help="Seconds without request body bytes before 408; also the body rate's grace period.",
-)
-@click.option(
-    "--body-min-rate",
-    default=4096.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Bytes/s a request body must average after --body-timeout, else 408 (0: off).",
-)
-@click.option(
-    "--nonce-rate",
-    default=2.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Fresh-nonce attestation requests per second per client address (0: no limit).",
-)
-@click.option(
-    "--nonce-burst",
-    default=20,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Fresh-nonce attestation requests a client address may make at once.",
-)
-@click.option("--poll-interval", default=1.0, show_default=True, type=float)
-@click.option("--discovery-interval", default=5.0, show_default=True, type=float)
-@click.option("--drain-timeout", default=30.0, show_default=True, type=float)
-@click.option("--access-log/--no-access-log", default=True, show_default=True)
-@click.option("--log-level", default="info", show_default=True)
+@click.option("--log-level", default="info", show_default=True, show_envvar=True)
+@click_options(GatewayConfig, ENV_PREFIX)
 def gateway(
-    enclaves: tuple[str, ...],
-    dns: tuple[str, ...],
+    enclave: tuple[str, ...],
+    enclaves_dns: tuple[str, ...],
     fleet_file: Path | None,
     host: str,
     port: int,
     workers: int,
-    max_body_bytes: int,
-    max_connections: int,
-    header_timeout: float,
-    body_timeout: float,
-    body_min_rate: float,
-    nonce_rate: float,
-    nonce_burst: int,
-    poll_interval: float,
-    discovery_interval: float,
-    drain_timeout: float,
-    access_log: bool,
     log_level: str,
+    **settings: Any,
 ) -> None:
     """Route sealed requests across a fleet of enclaves; it can read none of them."""
-    from .config import GatewayConfig
     from .discovery import Discovery, DiscoveryError
     from .run import run
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
-    if not (enclaves or dns or fleet_file):
+    configure(log_level)
+    if not (enclave or enclaves_dns or fleet_file):
         raise click.UsageError(
             "give at least one --enclave URL, --enclaves-dns NAME:PORT or --fleet-file"
         )
@@ -118,21 +83,12 @@ def gateway(
         listed = data.get("dns", [])
         file_dns = [str(d) for d in listed] if isinstance(listed, list) else []
     try:
-        discovery = Discovery(static=enclaves, file=fleet_file, dns=[*dns, *file_dns])
+        discovery = Discovery(static=enclave, file=fleet_file, dns=[*enclaves_dns, *file_dns])
     except DiscoveryError as exc:
         raise click.ClickException(str(exc)) from exc
-    config = GatewayConfig(
-        max_body_bytes=max_body_bytes,
-        max_connections=max_connections,
-        header_timeout=header_timeout,
-        body_timeout=body_timeout,
-        body_min_rate=body_min_rate,
-        nonce_rate=nonce_rate,
-        nonce_burst=nonce_burst,
-        poll_interval=poll_interval,
-        discovery_interval=discovery_interval,
-        drain_timeout=drain_timeout,
-        access_log=access_log,
+    config = config_from(GatewayConfig, settings)
+    log.info(
+        f"gateway listening with {workers} worker(s)",
+        extra=fields(peer=f"http://{host}:{port}", count=workers),
     )
-    click.echo(f"gateway listening on http://{host}:{port} ({workers} worker(s))")
     run(config, discovery, host, port, workers)

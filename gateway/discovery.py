@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sealgate.protocol.public.logs import fields
+
 __all__ = ["Discovery", "DiscoveryError", "Resolver", "system_resolver", "parse_dns_target"]
 
 log = logging.getLogger("sealgate.gateway.discovery")
@@ -70,18 +72,24 @@ class Discovery:
         try:
             mtime = self.file.stat().st_mtime
         except OSError as exc:
-            log.warning("cannot read fleet file %s: %s", self.file, exc)
+            log.warning(
+                f"cannot read the fleet file: {type(exc).__name__}",
+                extra=fields(peer=str(self.file)),
+            )
             return self._file_urls
         if mtime == self._file_mtime:
             return self._file_urls
         try:
             data = tomllib.loads(self.file.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
-            log.warning("ignoring invalid fleet file %s: %s", self.file, exc)
+            log.warning(f"ignoring an invalid fleet file: {exc}", extra=fields(peer=str(self.file)))
             return self._file_urls
         urls = data.get("enclaves", [])
         if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
-            log.warning("fleet file %s: 'enclaves' must be a list of URLs", self.file)
+            log.warning(
+                "ignoring a fleet file whose 'enclaves' is not a list of URLs",
+                extra=fields(peer=str(self.file)),
+            )
             return self._file_urls
         self._file_mtime = mtime
         self._file_urls = {u for u in urls if u.startswith("http://")}
@@ -98,7 +106,10 @@ class Discovery:
                 addresses = await self.resolver(name, port)
                 self._dns_urls[target] = {_url(a, port) for a in addresses}
             except OSError as exc:
-                log.warning("DNS lookup of %s failed (%s); keeping the last answer", name, exc)
+                log.warning(
+                    f"DNS lookup failed ({exc}); keeping the last answer",
+                    extra=fields(peer=name, count=len(self._dns_urls.get(target, ()))),
+                )
             urls |= self._dns_urls.get(target, set())
         return urls
 

@@ -16,6 +16,7 @@ were primary before are offered first when such a request has to be tried elsewh
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import random
 import time
@@ -26,10 +27,12 @@ from urllib.parse import urlsplit
 __all__ = ["Member", "Fleet", "Route", "RouteStatus"]
 
 
-class RouteStatus:
+class RouteStatus(enum.Enum):
+    """Whether a request can be routed, and if not, why."""
+
     OK = "ok"
-    UNKNOWN_KEY = "unknown_key"
-    DOWN = "down"
+    UNKNOWN_KEY = "unknown_key"  # no member holds the key: the client re-encrypts (421)
+    DOWN = "down"  # the member (or every member) is out of rotation: 503, retry later
 
 
 @dataclass(slots=True)
@@ -65,7 +68,7 @@ class Member:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    status: str
+    status: RouteStatus
     member: Member | None = None
     retry_after: int = 1
 

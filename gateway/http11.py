@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from sealgate.protocol.public.headers import HOP_BY_HOP as HOP_BY_HOP_FIELDS
+from sealgate.protocol.public import headers
 from sealgate.protocol.public.problem import MEDIA_TYPE, Problem
 
 __all__ = ["problem_response", "json_response", "HOP_BY_HOP", "REASONS"]
 
-#: Not forwarded as received: hop-by-hop fields, plus the framing and expectation fields the
-#: data plane re-creates itself.
-HOP_BY_HOP = HOP_BY_HOP_FIELDS | {b"expect", b"content-length"}
+#: Not forwarded as received: hop-by-hop fields (RFC 9110 7.6.1), plus the framing and
+#: expectation fields the data plane re-creates itself (RFC 9112 6, RFC 9110 10.1.1).
+HOP_BY_HOP = headers.HOP_BY_HOP | headers.FRAMING | {b"expect"}
 
 REASONS = {
     200: b"OK",

@@ -13,8 +13,10 @@ import logging
 import time
 
 import httpx
+from sealgate.protocol.public import paths
 from sealgate.protocol.public.errors import ProtocolError
 from sealgate.protocol.public.keyconfig import decode_key_configs
+from sealgate.protocol.public.logs import fields
 
 from .fleet import Fleet, Member
 
@@ -40,10 +42,10 @@ class Poller:
 
     async def poll(self, member: Member) -> None:
         try:
-            health = await self._client.get(member.url + "/healthz")
+            health = await self._client.get(member.url + paths.HEALTH)
             health.raise_for_status()
             load = float(health.json().get("load", 0.0))
-            keys_response = await self._client.get(member.url + "/.well-known/ohttp-keys")
+            keys_response = await self._client.get(member.url + paths.OHTTP_KEYS)
             keys_response.raise_for_status()
             keys = tuple(k.fingerprint for k in decode_key_configs(keys_response.content))
             document = await self._document(member, keys)
@@ -51,19 +53,30 @@ class Poller:
             was_healthy = member.healthy
             self.fleet.fail(member, f"poll failed: {type(exc).__name__}")
             if was_healthy:
-                log.warning("enclave %s left the routing table: %s", member.id, type(exc).__name__)
+                log.warning(
+                    f"enclave left the routing table: {type(exc).__name__}",
+                    extra=fields(enclave_id=member.id, peer=member.url),
+                )
             return
         was_healthy = member.healthy
         self.fleet.update(member, keys, load, document)
         if not was_healthy:
-            log.info("enclave %s is healthy with keys %s", member.id, ",".join(keys))
+            log.info(
+                "enclave healthy",
+                extra=fields(
+                    enclave_id=member.id,
+                    peer=member.url,
+                    key_id=",".join(k[:16] for k in keys),
+                    count=len(keys),
+                ),
+            )
 
     async def _document(self, member: Member, keys: tuple[str, ...]) -> bytes | None:
         fetched = self._fetched_at.get(member.url, 0.0)
         fresh = time.monotonic() - fetched < self.attestation_refresh
         if member.attestation is not None and keys == member.keys and fresh:
             return None  # keep the one we have
-        response = await self._client.get(member.url + "/.well-known/sealgate-attestation")
+        response = await self._client.get(member.url + paths.ATTESTATION)
         response.raise_for_status()
         if len(response.content) > _MAX_DOCUMENT_BYTES:
             raise ValueError("attestation document too large")

@@ -36,55 +36,162 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
+import itertools
 import logging
 import math
+import os
 import time
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import httptools
+from sealgate.protocol.public import paths
 from sealgate.protocol.public.errors import ProtocolError
+from sealgate.protocol.public.headers import KEY_ID, ROUTE_TAG, wire
+from sealgate.protocol.public.logs import fields
 from sealgate.protocol.public.modes import EHBP
 from sealgate.protocol.public.multi_header import MAX_CANDIDATES, MAX_WRAPPED_KEY, MultiHeader
 from sealgate.protocol.public.multi_header import MEDIA_TYPE as MULTI_MEDIA_TYPE
 from sealgate.protocol.public.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
 from sealgate.protocol.public.problem import PROBLEMS, Problem
 
-from .fleet import Member, RouteStatus
+from .config import GatewayConfig
+from .fleet import Fleet, Member, Route, RouteStatus
 from .http11 import HOP_BY_HOP, problem_response
+from .local import LocalEndpoints
+from .metrics import GatewayMetrics
+from .outcome import FailoverReason, Outcome
+from .ratelimit import NonceLimiter
 
-if TYPE_CHECKING:
-    from .server import Gateway
+__all__ = ["ClientConnection", "DataPlane", "Exchange", "UpstreamConnection", "UpstreamPool"]
 
-__all__ = ["ClientConnection", "UpstreamConnection", "UpstreamPool"]
+log = logging.getLogger("sealgate.gateway.routing")
+access_log = logging.getLogger("sealgate.gateway.access")
 
-log = logging.getLogger("sealgate.gateway.access")
-routing_log = logging.getLogger("sealgate.gateway.routing")
-
-KEY_ID_HEADER = b"sealgate-key-id"
-EHBP_KEY_HEADER = EHBP.encapsulated_key_header.lower().encode()
-_EHBP_NONCE_HEADER = EHBP.response_nonce_header.lower().encode()
-_SPECIAL = HOP_BY_HOP | {KEY_ID_HEADER, EHBP_KEY_HEADER}
-_WELL_KNOWN = b"/.well-known/"
+_KEY_ID = wire(KEY_ID)
+_ROUTE_TAG = wire(ROUTE_TAG)
+_EHBP_KEY = wire(EHBP.encapsulated_key_header)
+_EHBP_NONCE = wire(EHBP.response_nonce_header)
+_CONTENT_TYPE = b"content-type"
+#: Fields this hop reads (and, for the hop-by-hop ones, re-creates) instead of only copying.
+_SPECIAL = HOP_BY_HOP | {_KEY_ID, _EHBP_KEY, _CONTENT_TYPE}
+_WELL_KNOWN = paths.WELL_KNOWN.encode()
 _MAX_HELD_RESPONSE = 64 * 1024  # a key-config problem document is far smaller
 _PROBLEM_TYPE = PROBLEM_MEDIA_TYPE.encode()
 _MULTI_TYPE = MULTI_MEDIA_TYPE.encode()
 #: The largest public header of a multi-recipient request (X-Wing's 1120-byte enc).
 _MAX_MULTI_HEADER = 2 + MAX_CANDIDATES * (15 + 1120 + 2 + MAX_WRAPPED_KEY)
 #: Plaintext statuses an enclave answers before opening a multi-recipient request.
-_MULTI_REFUSALS = frozenset({b"421", b"422", b"503"})
-_ROUTE_TAG_HEADER = b"sealgate-route-tag"
+_MULTI_REFUSALS = frozenset({421, 422, 503})
+#: The one status an enclave refuses an EHBP request with before opening it (key config).
+_EHBP_REFUSALS = frozenset({422})
 _HIGH_WATER = 256 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: Connection options that name no field the data plane forwards (RFC 9112 9.3, 9.6).
 _CONNECTION_OPTIONS = HOP_BY_HOP | {b"close", b""}
 
 
-class UpstreamPool:
-    """Idle keep-alive connections per enclave."""
+class _Head:
+    """A request head as it will be forwarded, and what this hop read from it."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
+    __slots__ = ("content_length", "lines", "multi", "nominated")
+
+    def __init__(self, lines: list[bytes]) -> None:
+        self.lines = lines
+        self.content_length = 0
+        self.nominated: set[bytes] | None = None  # field names listed in Connection
+        self.multi = False  # a multi-recipient request (its candidates are in the body)
+
+
+class DataPlane:
+    """What every connection of one worker shares: its collaborators and its live state.
+
+    The worker (``server.Gateway``) hands in the collaborators explicitly: the settings, the
+    routing table, the metrics, the gateway's own endpoints and the fresh-nonce limiter. The
+    state the data plane changes (open connections, streams in flight, pooled enclave
+    connections, the cached clock) is its own; the worker only reads it.
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        fleet: Fleet,
+        metrics: GatewayMetrics,
+        local: LocalEndpoints,
+        nonce_limit: NonceLimiter,
+    ) -> None:
+        self.config = config
+        self.fleet = fleet
+        self.metrics = metrics
+        self.local = local
+        self.nonce_limit = nonce_limit
+        self.pool = UpstreamPool(config.pool_size)
+        self.connections: set[ClientConnection] = set()
+        self.active_streams = 0
+        self.draining = False
+        self.now = time.monotonic()  # refreshed by sweep(); for idle bookkeeping only
+        # Request ids: this worker's pid and a random tag (unique across replicas), a serial.
+        self._id_prefix = f"{os.getpid():x}{os.urandom(3).hex()}-"
+        self.serials = itertools.count(1)
+
+    def connection(self) -> ClientConnection:
+        """A protocol for one accepted client connection (``loop.create_server``'s factory)."""
+        return ClientConnection(self)
+
+    def request_id(self, exchange: Exchange) -> str:
+        return f"{self._id_prefix}{exchange.serial:x}"
+
+    def sweep(self, now: float) -> None:
+        """Enforce the timeouts of every connection and expire idle pooled ones."""
+        self.now = now
+        for conn in list(self.connections):
+            conn.check_timeouts(now)
+        self.pool.sweep(now, self.config.pool_idle_timeout)
+
+    def record(self, exchange: Exchange) -> None:
+        """A finished exchange: count it, and write its access-log line."""
+        outcome = exchange.outcome or Outcome.OK
+        if outcome is Outcome.OK and exchange.status >= 400:
+            outcome = Outcome.of_enclave_status(exchange.status)
+        exchange.outcome = outcome
+        enclave = exchange.member.id if exchange.member is not None else "-"
+        seconds = time.perf_counter() - exchange.started_at
+        self.metrics.record(enclave, outcome, seconds)
+        if self.config.access_log and outcome is not Outcome.LOCAL:
+            access_log.info(
+                "request",
+                extra=fields(
+                    request_id=self.request_id(exchange),
+                    method=exchange.method.decode("latin-1"),
+                    path=exchange.url.split(b"?", 1)[0].decode("latin-1"),
+                    key_id=exchange.key_id[:16] or "-",
+                    enclave_id=enclave,
+                    status=exchange.status,
+                    outcome=outcome,
+                    bytes_in=exchange.request_bytes,
+                    bytes_out=exchange.response_bytes,
+                    duration_ms=round(seconds * 1000, 3),
+                ),
+            )
+
+    async def drain(self, timeout: float) -> None:
+        """Close idle connections, let exchanges in flight finish for ``timeout`` s, cut the rest."""
+        self.draining = True
+        for conn in list(self.connections):
+            if not conn.queue:
+                conn.close()  # idle keep-alive connections go now
+        deadline = time.monotonic() + timeout
+        while any(c.queue for c in self.connections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.abort()
+        self.pool.close_all()
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per enclave, at most ``size`` each."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
         self.idle: dict[str, collections.deque[UpstreamConnection]] = {}
 
     def take(self, member: Member) -> UpstreamConnection | None:
@@ -97,14 +204,14 @@ class UpstreamPool:
                 return conn
         return None
 
-    def put(self, conn: UpstreamConnection) -> None:
+    def put(self, conn: UpstreamConnection, now: float) -> None:
         idle = self.idle.get(conn.member.url)
         if idle is None:
             idle = self.idle[conn.member.url] = collections.deque()
-        if conn.closed or len(idle) >= self.gateway.config.pool_size:
+        if conn.closed or len(idle) >= self.size:
             conn.close()
             return
-        conn.idle_since = self.gateway.now
+        conn.idle_since = now
         idle.append(conn)
 
     def discard(self, conn: UpstreamConnection) -> None:
@@ -175,7 +282,7 @@ class UpstreamConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.keep_alive = self.parser.should_keep_alive()
         if self.exchange is not None:
-            self.exchange.status = self.parser.get_status_code()
+            self.exchange.status_known(self.parser.get_status_code())
             if self.exchange.method == b"HEAD":  # no body follows, whatever the headers say
                 self.keep_alive = False
                 self.exchange.upstream_complete()
@@ -235,6 +342,7 @@ class Exchange:
         "request_bytes",
         "response_bytes",
         "running",
+        "serial",
         "started_at",
         "status",
         "tried",
@@ -272,10 +380,11 @@ class Exchange:
         self.bytes_forwarded = 0
         self.request_bytes = 0
         self.response_bytes = 0
-        self.status = 0
-        self.outcome = ""
+        self.status = 0  # of the response: the enclave's, or the one the gateway wrote
+        self.outcome: Outcome | None = None
+        self.serial = next(client.plane.serials)
         self.started_at = time.perf_counter()
-        self.last_activity = client.gateway.now
+        self.last_activity = client.plane.now
         self.expect_continue = False
         self.body_started = 0.0  # when it became the active exchange (monotonic)
         self.held_back_base = 0.0  # the connection's held_back() at that moment
@@ -284,148 +393,187 @@ class Exchange:
     def prepare(self, parser: httptools.HttpRequestParser) -> None:
         """Headers complete: validate, route, and build the head to forward."""
         self.prepared = True
-        gateway = self.client.gateway
         self.method = parser.get_method()
         if parser.get_http_version() != "1.1":
-            self.refuse(PROBLEMS.HTTP_VERSION("send HTTP/1.1 requests"), "bad_request", close=True)
+            self.refuse(
+                PROBLEMS.HTTP_VERSION("send HTTP/1.1 requests"), Outcome.BAD_REQUEST, close=True
+            )
             return
         if parser.should_upgrade():  # Upgrade or CONNECT: refused before anything is forwarded
             self.refuse(
                 PROBLEMS.MALFORMED_REQUEST("protocol upgrades are not supported"),
-                "bad_request",
+                Outcome.BAD_REQUEST,
                 close=True,
             )
             return
-        content_length = 0
-        nominated: set[bytes] | None = None  # field names listed in Connection
-        forwarded: list[bytes] = [self.method + b" " + self.url + b" HTTP/1.1\r\n"]
+        head = self._read_head()
+        if head is None or not self._frame_body(head):
+            return
+        if head.multi:
+            self._await_candidates(head)
+            return
+        head.lines.append(b"\r\n")
+        path = b"" if self.key_id else self.url.split(b"?", 1)[0]
+        if path in self.client.plane.local.paths:
+            self._answer_locally(path)
+        elif b"?" not in self.url or not self._rate_limited():  # only a query can carry a nonce
+            self._route(path, head)
+
+    def _read_head(self) -> _Head | None:
+        """Sort the received fields into those copied as they are and those this hop reads.
+
+        None when the head itself is refused (the refusal is set).
+        """
+        head = _Head([self.method + b" " + self.url + b" HTTP/1.1\r\n"])
+        lines = head.lines
         for name, value in self.headers:
             lname = name.lower()
             if lname not in _SPECIAL:
-                forwarded.append(name + b": " + value + b"\r\n")
+                lines.append(name + b": " + value + b"\r\n")
                 continue
-            if lname == KEY_ID_HEADER:
-                if self.key_id:
-                    self.refuse(
-                        PROBLEMS.MALFORMED_REQUEST("Sealgate-Key-Id appears more than once"),
-                        "bad_request",
-                        close=True,
-                    )
-                    return
-                self.key_id = value.decode("latin-1").strip().lower()
-            elif lname == b"content-length":
-                try:
-                    content_length = int(value)
-                except ValueError:
-                    content_length = -1
-            elif lname == b"transfer-encoding":
-                self.chunked = b"chunked" in value.lower()
-            elif lname == b"expect" and value.lower() == b"100-continue":
-                self.expect_continue = True  # answered in start(), at the pipeline's head
-            elif lname == b"connection":
-                nominated = nominated or set()
-                nominated.update(token.strip().lower() for token in value.split(b","))
-            elif lname == EHBP_KEY_HEADER:
-                self.ehbp = True
+            if not self._read_field(lname, value, head):
+                return None
             if lname not in HOP_BY_HOP:
-                forwarded.append(name + b": " + value + b"\r\n")
-        if nominated and not nominated <= _CONNECTION_OPTIONS:
+                lines.append(name + b": " + value + b"\r\n")
+        if head.nominated and not head.nominated <= _CONNECTION_OPTIONS:
             # RFC 9110 7.6.1: fields the client named in Connection are for this hop only.
-            drop = nominated - {b"host"}
-            forwarded[1:] = [f for f in forwarded[1:] if f.split(b":", 1)[0].lower() not in drop]
-        self.has_body = self.chunked or content_length != 0
-        if content_length > gateway.config.max_body_bytes:
-            limit = gateway.config.max_body_bytes
+            drop = head.nominated - {b"host"}
+            lines[1:] = [f for f in lines[1:] if f.split(b":", 1)[0].lower() not in drop]
+        return head
+
+    def _read_field(self, lname: bytes, value: bytes, head: _Head) -> bool:
+        """Take what this hop needs from one field; False if it refuses the request."""
+        if lname == _KEY_ID:
+            if self.key_id:
+                self.refuse(
+                    PROBLEMS.MALFORMED_REQUEST(f"{KEY_ID} appears more than once"),
+                    Outcome.BAD_REQUEST,
+                    close=True,
+                )
+                return False
+            self.key_id = value.decode("latin-1").strip().lower()
+        elif lname == b"content-length":
+            try:
+                head.content_length = int(value)
+            except ValueError:
+                head.content_length = -1
+        elif lname == b"transfer-encoding":
+            self.chunked = b"chunked" in value.lower()
+        elif lname == b"expect" and value.lower() == b"100-continue":
+            self.expect_continue = True  # answered in start(), at the pipeline's head
+        elif lname == b"connection":
+            head.nominated = head.nominated or set()
+            head.nominated.update(token.strip().lower() for token in value.split(b","))
+        elif lname == _EHBP_KEY:
+            self.ehbp = True
+        elif lname == _CONTENT_TYPE:
+            head.multi = head.multi or value.split(b";")[0].strip().lower() == _MULTI_TYPE
+        return True
+
+    def _frame_body(self, head: _Head) -> bool:
+        """Apply the body limit and write this hop's own framing field; False if refused."""
+        self.has_body = self.chunked or head.content_length != 0
+        limit = self.client.plane.config.max_body_bytes
+        if head.content_length > limit:
             self.refuse(
                 PROBLEMS.BODY_TOO_LARGE(f"the gateway accepts at most {limit} bytes"),
-                "too_large",
+                Outcome.TOO_LARGE,
                 close=True,
             )
-            return
+            return False
         if self.chunked:
-            forwarded.append(b"transfer-encoding: chunked\r\n")
-        elif content_length > 0:
-            forwarded.append(b"content-length: %d\r\n" % content_length)
-        multi = any(
-            name.lower() == b"content-type" and value.split(b";")[0].strip().lower() == _MULTI_TYPE
-            for name, value in self.headers
-        )
-        if multi:
-            # The candidates are in the body: route once its public header is read.
-            self.multi = bytearray()
-            self.multi_head = b"".join(
-                f for f in forwarded if f.split(b":", 1)[0].lower() != KEY_ID_HEADER
-            )
-            config = gateway.config
-            if self.chunked or 0 < content_length <= config.ehbp_replay_bytes:
-                self.replay = bytearray()  # the body only: the head differs per candidate
-                self.held = bytearray()
-            if not self.has_body:
-                self.refuse(
-                    PROBLEMS.MALFORMED_REQUEST("a multi-recipient request needs a body"),
-                    "bad_request",
-                )
-            return
-        forwarded.append(b"\r\n")
+            head.lines.append(b"transfer-encoding: chunked\r\n")
+        elif head.content_length > 0:
+            head.lines.append(b"content-length: %d\r\n" % head.content_length)
+        return True
 
-        path = b"" if self.key_id else self.url.split(b"?", 1)[0]
-        if path in gateway.local_paths:
-            self.local = gateway.local_response(path, self.method)
-            self.status = int(self.local[9:12])
-            self.outcome = "local"
-            return
-        if b"?" in self.url:
-            wait = gateway.nonce_wait(self.url, self.client.peer_host)
-            if wait:
-                self.refuse(
-                    PROBLEMS.RATE_LIMITED(
-                        "too many fresh-nonce attestation requests from this address; "
-                        "retry after the Retry-After delay or use the cached document"
-                    ),
-                    "rate_limited",
-                    retry_after=max(1, math.ceil(wait)),
-                )
-                return
-        fleet = gateway.fleet
+    def _replayable(self, head: _Head) -> bool:
+        """Small enough (or chunked, checked as it arrives) to keep a copy of for a replay."""
+        return self.chunked or 0 < head.content_length <= self.client.plane.config.ehbp_replay_bytes
+
+    def _await_candidates(self, head: _Head) -> None:
+        """A multi-recipient request: its candidates are in the body, routed once it is read."""
+        self.multi = bytearray()
+        self.multi_head = b"".join(f for f in head.lines if f.split(b":", 1)[0].lower() != _KEY_ID)
+        if self._replayable(head):
+            self.replay = bytearray()  # the body only: the head differs per candidate
+            self.held = bytearray()
+        if not self.has_body:
+            self.refuse(
+                PROBLEMS.MALFORMED_REQUEST("a multi-recipient request needs a body"),
+                Outcome.BAD_REQUEST,
+            )
+
+    def _answer_locally(self, path: bytes) -> None:
+        plane = self.client.plane
+        answer = plane.local.answer(path, self.method, draining=plane.draining)
+        self.local = answer.data
+        self.status = answer.status
+        self.outcome = Outcome.LOCAL
+
+    def _rate_limited(self) -> bool:
+        """A fresh-nonce request over its source's budget is refused (429)."""
+        wait = self.client.plane.nonce_limit.wait(self.url, self.client.peer_host)
+        if not wait:
+            return False
+        self.refuse(
+            PROBLEMS.RATE_LIMITED(
+                "too many fresh-nonce attestation requests from this address; "
+                "retry after the Retry-After delay or use the cached document"
+            ),
+            Outcome.RATE_LIMITED,
+            retry_after=max(1, math.ceil(wait)),
+        )
+        return True
+
+    def _choose_route(self, path: bytes) -> Route:
+        fleet = self.client.plane.fleet
         if self.key_id:
-            route = fleet.route(self.key_id)
-        elif self.ehbp or path.startswith(_WELL_KNOWN):
-            route = fleet.primary()  # key discovery, and requests sealed to the key it gave
-        else:
-            route = fleet.any_healthy()
-        if route.status == RouteStatus.UNKNOWN_KEY:
+            return fleet.route(self.key_id)
+        if self.ehbp or path.startswith(_WELL_KNOWN):
+            return fleet.primary()  # key discovery, and requests sealed to the key it gave
+        return fleet.any_healthy()
+
+    def _route(self, path: bytes, head: _Head) -> None:
+        """Pick the enclave and queue the head for it, or refuse before forwarding anything."""
+        route = self._choose_route(path)
+        if route.status is RouteStatus.UNKNOWN_KEY:
             self.refuse(
                 PROBLEMS.UNKNOWN_KEY(
                     f"no enclave in this fleet holds key {self.key_id[:16]}; "
-                    "fetch /.well-known/sealgate-fleet again and re-encrypt"
+                    f"fetch {paths.FLEET} again and re-encrypt"
                 ),
-                "unknown_key",
+                Outcome.UNKNOWN_KEY,
             )
             return
         self.member = route.member
-        if route.status != RouteStatus.OK or route.member is None:
+        if route.status is not RouteStatus.OK or route.member is None:
             self.refuse(
                 PROBLEMS.ENCLAVE_UNAVAILABLE(
                     "the enclave holding this key is down; nothing was forwarded"
                 ),
-                "enclave_down",
+                Outcome.ENCLAVE_DOWN,
                 retry_after=route.retry_after,
             )
             return
-        head = b"".join(forwarded)
-        self.pending.append(head)
-        config = gateway.config
+        data = b"".join(head.lines)
+        self.pending.append(data)
         if (
             self.ehbp
             and not self.key_id
-            and config.ehbp_max_attempts > 1
-            and (self.chunked or 0 < content_length <= config.ehbp_replay_bytes)
+            and self.client.plane.config.ehbp_max_attempts > 1
+            and self._replayable(head)
         ):
-            self.replay = bytearray(head)
+            self.replay = bytearray(data)
             self.held = bytearray()
 
     def refuse(
-        self, problem: Problem, outcome: str, *, close: bool = False, retry_after: int | None = None
+        self,
+        problem: Problem,
+        outcome: Outcome,
+        *,
+        close: bool = False,
+        retry_after: int | None = None,
     ) -> None:
         """Answer locally; a request body that will not be forwarded ends the connection."""
         close = close or self.has_body
@@ -436,17 +584,17 @@ class Exchange:
 
     def body(self, data: bytes) -> None:
         self.request_bytes += len(data)
-        self.last_activity = self.client.gateway.now
+        self.last_activity = self.client.plane.now
         if self.local is not None:
             return  # answered locally: the body is read and dropped
-        if self.request_bytes > self.client.gateway.config.max_body_bytes:
+        if self.request_bytes > self.client.plane.config.max_body_bytes:
             if self.upstream is not None:
                 self.abort("request body too large after forwarding began")
                 return
             self.pending.clear()
             self.cancelled = True  # a connect in flight must not attach any more
             self.refuse(
-                PROBLEMS.BODY_TOO_LARGE("request body is too large"), "too_large", close=True
+                PROBLEMS.BODY_TOO_LARGE("request body is too large"), Outcome.TOO_LARGE, close=True
             )
             if self.running:
                 self.client.write(self.local or b"")
@@ -466,7 +614,7 @@ class Exchange:
                 PROBLEMS.MALFORMED_REQUEST(
                     "the multi-recipient request ended inside its candidate header"
                 ),
-                "bad_request",
+                Outcome.BAD_REQUEST,
             )
         if self.done_response:
             self.finish()
@@ -474,7 +622,7 @@ class Exchange:
     def send_upstream(self, data: bytes) -> None:
         replay = self.replay
         if replay is not None:
-            if self.request_bytes > self.client.gateway.config.ehbp_replay_bytes:
+            if self.request_bytes > self.client.plane.config.ehbp_replay_bytes:
                 self.replay = None  # too large to keep a copy of: it goes to one enclave
             else:
                 replay.extend(data)
@@ -495,29 +643,29 @@ class Exchange:
         try:
             parsed = MultiHeader.parse(self.multi)
         except ProtocolError as exc:
-            self.fail_multi(PROBLEMS.MALFORMED_REQUEST(exc.message), "bad_request")
+            self.fail_multi(PROBLEMS.MALFORMED_REQUEST(exc.message), Outcome.BAD_REQUEST)
             return
         if parsed is None:
             if len(self.multi) > _MAX_MULTI_HEADER:
                 self.fail_multi(
                     PROBLEMS.MALFORMED_REQUEST("the multi-recipient header is too large"),
-                    "bad_request",
+                    Outcome.BAD_REQUEST,
                 )
             return
         self.multi = None
         header, _ = parsed
-        gateway = self.client.gateway
+        fleet = self.client.plane.fleet
         known: list[tuple[int, Member, str]] = []
         down: Member | None = None
         for rank, candidate in enumerate(header.candidates):
-            route = gateway.fleet.route(candidate.fingerprint)
+            route = fleet.route(candidate.fingerprint)
             if route.member is None:
                 continue
-            if route.status != RouteStatus.OK:
+            if route.status is not RouteStatus.OK:
                 down = down or route.member
                 continue
             known.append((rank, route.member, candidate.fingerprint))
-        tagged = any(name.lower() == _ROUTE_TAG_HEADER for name, _ in self.headers)
+        tagged = any(name.lower() == _ROUTE_TAG for name, _ in self.headers)
         # A routing tag: keep the client's (cache-affine) order; else the least loaded first.
         known.sort(key=lambda k: (k[0],) if tagged else (k[1].in_flight, k[0]))
         self.multi_members = [(member, fp) for _, member, fp in known]
@@ -527,16 +675,16 @@ class Exchange:
                 self.fail_multi(
                     PROBLEMS.UNKNOWN_KEY(
                         "no enclave in this fleet holds any of the request's candidate keys; "
-                        "fetch /.well-known/sealgate-fleet again and re-encrypt"
+                        f"fetch {paths.FLEET} again and re-encrypt"
                     ),
-                    "unknown_key",
+                    Outcome.UNKNOWN_KEY,
                 )
             else:
                 self.fail_multi(
                     PROBLEMS.ENCLAVE_UNAVAILABLE(
                         "every enclave the request names is down; nothing was forwarded"
                     ),
-                    "enclave_down",
+                    Outcome.ENCLAVE_DOWN,
                 )
             return
         member, fingerprint = self.multi_members[0]
@@ -547,9 +695,9 @@ class Exchange:
             self._dispatch(member)
 
     def _multi_head(self, fingerprint: str) -> bytes:
-        return self.multi_head + KEY_ID_HEADER + b": " + fingerprint.encode() + b"\r\n\r\n"
+        return self.multi_head + _KEY_ID + b": " + fingerprint.encode() + b"\r\n\r\n"
 
-    def fail_multi(self, problem: Problem, outcome: str) -> None:
+    def fail_multi(self, problem: Problem, outcome: Outcome) -> None:
         """Refuse a multi-recipient request before anything was forwarded."""
         self.multi = None
         self.pending.clear()
@@ -595,32 +743,32 @@ class Exchange:
         self._dispatch(member)
 
     def _dispatch(self, member: Member) -> None:
-        upstream = self.client.gateway.pool.take(member)
+        upstream = self.client.plane.pool.take(member)
         if upstream is not None:
             self.attach(upstream)
         else:
             asyncio.get_running_loop().create_task(self.connect(member))
 
     async def connect(self, member: Member) -> None:
-        gateway = self.client.gateway
+        plane = self.client.plane
         loop = asyncio.get_running_loop()
         try:
             _, upstream = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: UpstreamConnection(member, gateway.pool), member.host, member.port
+                    lambda: UpstreamConnection(member, plane.pool), member.host, member.port
                 ),
-                gateway.config.connect_timeout,
+                plane.config.connect_timeout,
             )
         except (OSError, TimeoutError) as exc:
-            gateway.fleet.fail(member, f"connect failed: {type(exc).__name__}")
-            gateway.metrics.connect_failures.labels(member.id).inc()
+            plane.fleet.fail(member, f"connect failed: {type(exc).__name__}")
+            plane.metrics.connect_failed(member.id)
             if self.client.closed or self.cancelled:
                 return
-            if self.multi_members and self.fail_over("connect_failed"):
+            if self.multi_members and self.fail_over(FailoverReason.CONNECT_FAILED):
                 return
             self.refuse(
                 PROBLEMS.ENCLAVE_UNAVAILABLE("could not reach the enclave; nothing was forwarded"),
-                "enclave_down",
+                Outcome.ENCLAVE_DOWN,
                 retry_after=1,
                 close=not self.done_request,
             )
@@ -628,7 +776,7 @@ class Exchange:
             self.response_finished()
             return
         if self.client.closed or self.cancelled:
-            gateway.pool.put(upstream)
+            plane.pool.put(upstream, plane.now)
             return
         self.attach(upstream)
 
@@ -637,7 +785,7 @@ class Exchange:
         upstream.exchange = self
         assert self.member is not None
         self.member.in_flight += 1
-        self.client.gateway.active_streams += 1
+        self.client.plane.active_streams += 1
         data = b"".join(self.pending)
         self.pending.clear()
         self.pending_size = 0
@@ -647,18 +795,25 @@ class Exchange:
 
     # -- response side -----------------------------------------------------------------
     def upstream_data(self, data: bytes) -> None:
-        self.last_activity = self.client.gateway.now
+        self.last_activity = self.client.plane.now
         held = self.held
         if held is None:
             self.response_bytes += len(data)
             self.client.write(data)
             return
-        # A replayable request: hold the response until it cannot be a refusal before
-        # processing. Any other status is released at once, so streams are not delayed.
+        # A replayable request: the response is held until its head shows it cannot be a
+        # refusal before processing (status_known); any other answer is released then.
         held.extend(data)
-        retried = _MULTI_REFUSALS if self.multi_members else (b"422",)
-        if (len(held) >= 12 and bytes(held[9:12]) not in retried) or len(held) > _MAX_HELD_RESPONSE:
+        if len(held) > _MAX_HELD_RESPONSE:
             self.release()
+
+    def status_known(self, status: int) -> None:
+        """The enclave's response head is parsed (its bytes are already in ``held``)."""
+        self.status = status
+        if self.held is not None:
+            refusals = _MULTI_REFUSALS if self.multi_members else _EHBP_REFUSALS
+            if status not in refusals:
+                self.release()
 
     def release(self) -> None:
         """Pass the held response on; from now on this request cannot be replayed."""
@@ -677,43 +832,37 @@ class Exchange:
         """
         held, member = self.held, self.member
         assert held is not None and member is not None
-        gateway = self.client.gateway
+        plane = self.client.plane
         if self.multi_members:
-            if not _is_refusal_before_opening(bytes(held), _MULTI_REFUSALS):
+            if not _is_refusal_before_opening(bytes(held), self.status, _MULTI_REFUSALS):
                 self.release()
                 return False
-            status = bytes(held[9:12]).decode("latin-1")
-            return self.fail_over(f"refused_{status}")
+            return self.fail_over(FailoverReason.refused(self.status))
         self.tried.append(member)
         candidate = None
         if (
             self.replay is not None
-            and len(self.tried) < gateway.config.ehbp_max_attempts
-            and _is_key_config_refusal(bytes(held))
+            and len(self.tried) < plane.config.ehbp_max_attempts
+            and _is_key_config_refusal(bytes(held), self.status)
         ):
-            candidate = gateway.fleet.fallback(self.tried)
+            candidate = plane.fleet.fallback(self.tried)
         if candidate is None or self.replay is None:
             self.release()
             return False
-        routing_log.info(
-            "enclave %s holds no key for an EHBP request; replaying it on %s",
-            member.id,
-            candidate.id,
+        log.info(
+            "ehbp request replayed on another enclave",
+            extra=fields(
+                request_id=plane.request_id(self),
+                enclave_id=member.id,
+                peer=candidate.url,
+                attempts=len(self.tried) + 1,
+            ),
         )
         self.detach(reuse=self.done_request)
-        self.member = candidate
-        self.status = 0
-        self.held = bytearray()
-        self.pending = [bytes(self.replay)]
-        self.pending_size = len(self.replay)
-        upstream = gateway.pool.take(candidate)
-        if upstream is not None:
-            self.attach(upstream)
-        else:
-            asyncio.get_running_loop().create_task(self.connect(candidate))
+        self._send_copy_to(candidate, [bytes(self.replay)])
         return True
 
-    def fail_over(self, reason: str) -> bool:
+    def fail_over(self, reason: FailoverReason) -> bool:
         """Send a multi-recipient request's copy to its next candidate (no client round trip).
 
         Only for answers given before the enclave opened the request: a connect failure or
@@ -722,35 +871,43 @@ class Exchange:
         """
         member = self.member
         assert member is not None
-        gateway = self.client.gateway
+        plane = self.client.plane
         self.tried.append(member)
         candidate = self.next_candidate() if self.replay is not None else None
         if candidate is None or self.replay is None:
             if self.held is not None and self.upstream is not None:
                 self.release()
             return False
-        routing_log.info(
-            "multi-recipient request failed over from %s to %s (%s)",
-            member.id,
-            candidate.id,
-            reason,
+        log.info(
+            "multi-recipient request failed over",
+            extra=fields(
+                request_id=plane.request_id(self),
+                enclave_id=member.id,
+                peer=candidate.url,
+                outcome=reason,
+                attempts=len(self.tried) + 1,
+            ),
         )
-        gateway.metrics.failovers.labels(reason).inc()
+        plane.metrics.failed_over(reason)
         self.detach(reuse=False)  # it may hold unread body bytes: never reused
+        self._send_copy_to(candidate, [self._multi_head(self.key_id), bytes(self.replay)])
+        return True
+
+    def _send_copy_to(self, candidate: Member, copy: list[bytes]) -> None:
+        """Start over on ``candidate`` with the kept ``copy`` of the request."""
         self.member = candidate
         self.status = 0
         self.held = bytearray()
-        self.pending = [self._multi_head(self.key_id), bytes(self.replay)]
-        self.pending_size = len(self.replay)
+        self.pending = copy
+        self.pending_size = len(self.replay or b"")
         self._dispatch(candidate)
-        return True
 
     def upstream_complete(self) -> None:
         if self.held is not None and self.replay_elsewhere():
             return
         self.done_response = True
-        if not self.outcome:
-            self.outcome = "ok"
+        if self.outcome is None:
+            self.outcome = Outcome.OK
         if not self.done_request:
             # The enclave answered before the whole body arrived: neither connection can
             # be reused.
@@ -766,26 +923,31 @@ class Exchange:
         if self.done_response:
             return
         if self.member is not None:
-            self.client.gateway.fleet.fail(self.member, reason)
+            self.client.plane.fleet.fail(self.member, reason)
         self.detach(reuse=False)
         if self.response_bytes == 0 and not self.client.closed:
             self.refuse(
                 PROBLEMS.FORWARDING_FAILED(
                     f"{reason} after the request was forwarded; it may have been processed"
                 ),
-                "forwarding_failed",
+                Outcome.FORWARDING_FAILED,
                 close=True,
             )
             self.client.write(self.local or b"")
             self.response_finished()
         else:
-            self.outcome = "stream_broken"
+            self.outcome = Outcome.STREAM_BROKEN
             self.response_finished()
             self.client.abort()  # the client sees a truncated stream and fails closed
 
     def abort(self, reason: str) -> None:
-        self.outcome = "aborted"
-        log.info("aborting exchange: %s", reason)
+        self.outcome = Outcome.ABORTED
+        plane = self.client.plane
+        enclave = self.member.id if self.member is not None else "-"
+        log.info(
+            f"exchange aborted: {reason}",
+            extra=fields(request_id=plane.request_id(self), enclave_id=enclave),
+        )
         self.detach(reuse=False)
         self.response_finished()
         self.client.abort()
@@ -798,9 +960,10 @@ class Exchange:
         upstream.exchange = None
         if self.member is not None:
             self.member.in_flight -= 1
-        self.client.gateway.active_streams -= 1
+        plane = self.client.plane
+        plane.active_streams -= 1
         if reuse and upstream.keep_alive and not upstream.closed:
-            self.client.gateway.pool.put(upstream)
+            plane.pool.put(upstream, plane.now)
         else:
             upstream.close()
 
@@ -814,15 +977,15 @@ class Exchange:
             return
         self.finished = True
         self.done_response = True
-        self.client.gateway.record(self)
+        self.client.plane.record(self)
         self.client.exchange_finished(self)
 
 
 class ClientConnection(asyncio.Protocol):
     """A downstream connection: parses requests and runs their exchanges in order."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.queue: collections.deque[Exchange] = collections.deque()
@@ -836,13 +999,13 @@ class ClientConnection(asyncio.Protocol):
         self.paused_total = 0.0  # seconds reading was paused by the gateway, before paused_at
         # When the next request head must be complete (header_timeout is a total deadline,
         # not an idle timeout: dripping bytes does not extend it).
-        self.head_deadline = time.monotonic() + gateway.config.header_timeout
+        self.head_deadline = time.monotonic() + plane.config.header_timeout
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        gateway = self.gateway
-        if len(gateway.connections) >= gateway.config.max_connections:
+        plane = self.plane
+        if len(plane.connections) >= plane.config.max_connections:
             self.transport.write(
                 problem_response(
                     PROBLEMS.OVERLOADED("too many connections"), close=True, retry_after=1
@@ -850,24 +1013,24 @@ class ClientConnection(asyncio.Protocol):
             )
             self.transport.close()
             self.closed = True
-            gateway.metrics.rejected_connections.inc()
+            plane.metrics.connection_rejected()
             return
-        gateway.connections.add(self)
+        plane.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.gateway.connections.discard(self)
+        self.plane.connections.discard(self)
         for exchange in self.queue:
             if exchange.running and not exchange.finished:
-                exchange.outcome = exchange.outcome or "client_disconnected"
+                exchange.outcome = exchange.outcome or Outcome.CLIENT_DISCONNECTED
                 exchange.cancelled = True
                 exchange.detach(reuse=False)  # client went away: cancel the upstream hop
                 exchange.finished = True
-                self.gateway.record(exchange)
+                self.plane.record(exchange)
         self.queue.clear()
 
     def data_received(self, data: bytes) -> None:
-        limit = self.gateway.config.max_header_bytes
+        limit = self.plane.config.max_header_bytes
         while data and not self.failed:  # nothing after an unreadable request is parsed
             if self.parsing is None or self.in_head:
                 # Only bytes that can still be head count against its limit: what follows
@@ -889,7 +1052,7 @@ class ClientConnection(asyncio.Protocol):
             except httptools.HttpParserCallbackError as exc:
                 # One of our callbacks raised: a gateway bug, not the client's input. Say so
                 # (500, not a misleading 400) and log the real cause for the operator.
-                routing_log.error("parser callback failed", exc_info=exc.__context__ or exc)
+                log.error("parser callback failed", exc_info=exc.__context__ or exc)
                 self._reject(PROBLEMS.INTERNAL_ERROR("the gateway failed to handle this request"))
             except httptools.HttpParserError as exc:
                 self._reject(PROBLEMS.MALFORMED_REQUEST(f"malformed HTTP request: {exc}"))
@@ -907,7 +1070,7 @@ class ClientConnection(asyncio.Protocol):
     # -- httptools callbacks -----------------------------------------------------------
     def on_message_begin(self) -> None:
         if self.queue:  # pipelined behind a response in flight: its own deadline from now
-            self.head_deadline = time.monotonic() + self.gateway.config.header_timeout
+            self.head_deadline = time.monotonic() + self.plane.config.header_timeout
         self.parsing = Exchange(self)
         self.in_head = True
         self.queue.append(self.parsing)
@@ -951,10 +1114,10 @@ class ClientConnection(asyncio.Protocol):
         if self.queue and self.queue[0].prepared:
             self.queue[0].start()  # a pipelined request waiting its turn
         elif not self.queue:
-            if self.gateway.draining:
+            if self.plane.draining:
                 self.close()
             elif not self.in_head:  # idle keep-alive: the next head is due from now
-                self.head_deadline = time.monotonic() + self.gateway.config.header_timeout
+                self.head_deadline = time.monotonic() + self.plane.config.header_timeout
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
@@ -971,7 +1134,7 @@ class ClientConnection(asyncio.Protocol):
             self.reading_paused = False
             self.paused_total += time.monotonic() - self.paused_at
             if self.parsing is not None:  # the client was not idle while held back
-                self.parsing.last_activity = self.gateway.now
+                self.parsing.last_activity = self.plane.now
             self.transport.resume_reading()
 
     def held_back(self, now: float) -> float:
@@ -985,7 +1148,7 @@ class ClientConnection(asyncio.Protocol):
         peer = self.transport.get_extra_info("peername") if self.transport is not None else None
         return str(peer[0]) if isinstance(peer, tuple) and peer else "-"
 
-    def _reject(self, problem: Problem, outcome: str = "bad_request") -> None:
+    def _reject(self, problem: Problem, outcome: Outcome = Outcome.BAD_REQUEST) -> None:
         """The request being read cannot go on: answer ``problem`` in its turn, then close.
 
         The responses to requests pipelined before it are still delivered first; nothing
@@ -1033,7 +1196,7 @@ class ClientConnection(asyncio.Protocol):
         """Called by the gateway's sweep about twice a second."""
         if self.closed:
             return
-        config = self.gateway.config
+        config = self.plane.config
         if (self.in_head or not self.queue) and not self.failed and now > self.head_deadline:
             if not (self.in_head or self.head_bytes):
                 self.close()  # idle keep-alive connection
@@ -1043,7 +1206,7 @@ class ClientConnection(asyncio.Protocol):
                     f"the request head was not complete within {config.header_timeout:g} "
                     "seconds; send the whole head at once"
                 ),
-                "timeout",
+                Outcome.TIMEOUT,
             )
         head = self.queue[0] if self.queue else None
         if head is None or not head.running or head.finished:
@@ -1051,13 +1214,13 @@ class ClientConnection(asyncio.Protocol):
         if not head.done_request:
             problem = self._body_too_slow(head, now)
             if problem is not None:
-                self._reject(problem, "timeout")
+                self._reject(problem, Outcome.TIMEOUT)
         elif head.upstream is not None and now - head.last_activity > config.upstream_idle_timeout:
             head.abort("enclave stopped responding")
 
     def _body_too_slow(self, exchange: Exchange, now: float) -> Problem | None:
         """Why the body of ``exchange`` is overdue, or None. Time held back is not counted."""
-        config = self.gateway.config
+        config = self.plane.config
         if not self.reading_paused and now - exchange.last_activity > config.body_timeout:
             return PROBLEMS.REQUEST_TIMEOUT(
                 f"no request body data for {config.body_timeout:g} seconds"
@@ -1072,67 +1235,51 @@ class ClientConnection(asyncio.Protocol):
         return None
 
 
-def _is_refusal_before_opening(response: bytes, statuses: frozenset[bytes]) -> bool:
-    """Is ``response`` (complete, raw) an enclave's plaintext problem with one of ``statuses``?
+def _problem_fields(response: bytes) -> tuple[dict[bytes, bytes], bytes] | None:
+    """The header fields (first of each name) and the body of a complete plaintext problem
+    response, or None if it is not one (streamed bodies are never refusals)."""
+    head, separator, body = response.partition(b"\r\n\r\n")
+    if not separator:
+        return None
+    found: dict[bytes, bytes] = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        found.setdefault(name.strip().lower(), value.strip())
+    if b"transfer-encoding" in found:
+        return None
+    if found.get(b"content-type", b"").split(b";")[0].strip().lower() != _PROBLEM_TYPE:
+        return None
+    return found, body
+
+
+def _is_refusal_before_opening(response: bytes, status: int, statuses: frozenset[int]) -> bool:
+    """Is ``response`` (complete, raw; ``status`` as parsed) an enclave's plaintext problem
+    with one of ``statuses``?
 
     Every answer an enclave gives after opening a request is a sealed 200, so a plaintext
     problem means the request was refused before it was opened (and never processed).
     """
-    head, separator, body = response.partition(b"\r\n\r\n")
-    if not separator or head[9:12] not in statuses or head[12:13] != b" ":
-        return False
-    fields: dict[bytes, bytes] = {}
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        fields.setdefault(name.strip().lower(), value.strip())
-    if b"transfer-encoding" in fields:
-        return False
-    if fields.get(b"content-type", b"").split(b";")[0].strip().lower() != _PROBLEM_TYPE:
+    parsed = _problem_fields(response) if status in statuses else None
+    if parsed is None:
         return False
     try:
-        Problem.from_bytes(body)
+        Problem.from_bytes(parsed[1])
     except ProtocolError:
         return False
     return True
 
 
-def _is_key_config_refusal(response: bytes) -> bool:
-    """Is ``response`` (complete, raw) an enclave's plaintext EHBP key-config 422?
+def _is_key_config_refusal(response: bytes, status: int) -> bool:
+    """Is ``response`` (complete, raw; ``status`` as parsed) an enclave's plaintext EHBP
+    key-config 422?
 
     A sealed response carries a response nonce: it came from past the point where the
     enclave opened the request, so it is never taken for a refusal.
     """
-    head, separator, body = response.partition(b"\r\n\r\n")
-    if not separator or head[9:13] != b"422 ":
-        return False
-    fields: dict[bytes, bytes] = {}
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        fields.setdefault(name.strip().lower(), value.strip())
-    if _EHBP_NONCE_HEADER in fields or b"transfer-encoding" in fields:
-        return False
-    if fields.get(b"content-type", b"").split(b";")[0].strip().lower() != _PROBLEM_TYPE:
+    parsed = _problem_fields(response) if status in _EHBP_REFUSALS else None
+    if parsed is None or _EHBP_NONCE in parsed[0]:
         return False
     try:
-        return Problem.from_bytes(body).is_(PROBLEMS.KEY_CONFIG)
+        return Problem.from_bytes(parsed[1]).is_(PROBLEMS.KEY_CONFIG)
     except ProtocolError:
         return False
-
-
-def access_record(exchange: Exchange) -> dict[str, object]:
-    """The routing metadata of one exchange: what the gateway saw and may log."""
-    return {
-        "method": exchange.method.decode("latin-1"),
-        "path": exchange.url.split(b"?", 1)[0].decode("latin-1"),
-        "key_id": exchange.key_id[:16] or "-",
-        "enclave": exchange.member.id if exchange.member else "-",
-        "status": exchange.status,
-        "outcome": exchange.outcome or "ok",
-        "request_bytes": exchange.request_bytes,
-        "response_bytes": exchange.response_bytes,
-        "ms": round((time.perf_counter() - exchange.started_at) * 1000, 3),
-    }
-
-
-def format_access(record: dict[str, object]) -> str:
-    return json.dumps(record, separators=(",", ":"))

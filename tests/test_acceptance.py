@@ -38,15 +38,20 @@ def test_sync_openai_sdk_streaming_and_not(demo_fleet):
     assert all(
         set(r)
         == {
+            "ts",
+            "level",
+            "logger",
+            "event",
+            "request_id",
             "method",
             "path",
             "key_id",
-            "enclave",
+            "enclave_id",
             "status",
             "outcome",
-            "request_bytes",
-            "response_bytes",
-            "ms",
+            "bytes_in",
+            "bytes_out",
+            "duration_ms",
         }
         for r in seen
     )

@@ -80,7 +80,7 @@ def test_importing_and_running_the_gateway_loads_no_decryption_code():
         "import sealgate.gateway, sealgate.gateway.cli, sealgate.gateway.run\n"
         "from sealgate.gateway import Gateway, GatewayConfig, Discovery\n"
         "g = Gateway(GatewayConfig(), Discovery(static=['http://127.0.0.1:9']))\n"
-        "g.local_response(b'/.well-known/sealgate-fleet', b'GET')\n"
+        "g.local.answer(b'/.well-known/sealgate-fleet', b'GET')\n"
         f"allowed, parents, libs = {GATEWAY_MAY_USE!r}, {PARENTS!r}, {DECRYPTING_LIBRARIES!r}\n"
         "bad = [m for m in sys.modules if m.startswith(libs) or (m.startswith('sealgate.')\n"
         "       and m not in parents and not m.startswith(allowed))]\n"

@@ -24,7 +24,7 @@ def test_shutdown_drains_a_stream_in_flight(fleet, http):
     with sealed_stream(http, gw.url + "/v1/chat/completions", key) as frames:
         assert next(frames) == b"data: first\n\n"
         stopping = asyncio.run_coroutine_threadsafe(gw.gateway.shutdown(), gw.loop)
-        while not gw.gateway.draining:
+        while not gw.gateway.plane.draining:
             threading.Event().wait(0.01)
         gate.set()
         # The final frame arrives (list() calls finish()): the shutdown did not cut the stream.
