@@ -370,15 +370,11 @@ def run_local(
     progress("starting a local fleet (3 enclaves, a gateway) and the adversarial gateway")
     with local_adversary() as (ctx, fleet):
         if client_cmd is not None:
-            from ...enclave.attesters import measure_software
-
             ctx.subject = CommandSubject(
                 ADAPTERS.get(client_cmd, client_cmd),
                 env={
                     "SEALGATE_REDTEAM_ROOT": fleet.root_public_key.hex(),
-                    "SEALGATE_REDTEAM_MEASUREMENT": measure_software(
-                        fleet.engine_description()
-                    ).hex(),
+                    "SEALGATE_REDTEAM_MEASUREMENT": fleet.measurement(),
                 },
                 name=client_cmd if client_cmd in ADAPTERS else "client command",
             )
