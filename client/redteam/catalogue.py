@@ -22,13 +22,18 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ...protocol.public.headers import KEY_ID, VERIFIED_ENCLAVE
 from ...protocol.public.keyconfig import decode_key_configs, fingerprint_of
+from ...protocol.public.modes import EHBP
+from ...protocol.public.paths import ATTESTATION, EHBP_KEYS, FLEET, HEALTH, METRICS, OHTTP_GATEWAY
+from ..headers import NOT_FORWARDED
 from .proxy import SEALED_PATH, AdversarialProxy, Exchange, join_chunks, split_chunks
 
 __all__ = ["short", "Attack", "CATALOGUE", "Outcome", "Reply", "Result", "Subject", "Context"]
 
-FLEET_PATH = "/.well-known/sealgate-fleet"
 #: Marks the prompt and the Authorization value, so a leak anywhere is a substring search.
+#: The request line every raw (socket-level) attack starts with.
+_POST = b"POST " + OHTTP_GATEWAY.encode() + b" HTTP/1.1\r\n"
 SECRET = "redteam-secret-7f3a"  # noqa: S105 - a marker to search for, not a credential
 
 
@@ -125,7 +130,7 @@ def _sealed_response(hook: Callable[[Exchange], None]) -> Hook:
 
 
 def _is_ehbp(exchange: Exchange) -> bool:
-    return any(k.lower() == "ehbp-response-nonce" for k in exchange.response_headers)
+    return any(k.lower() == EHBP.response_nonce_header.lower() for k in exchange.response_headers)
 
 
 def _ehbp_frames(body: bytes) -> list[bytes]:
@@ -211,7 +216,7 @@ def _status(code: int) -> Hook:
 
 
 def _forge_header(exchange: Exchange) -> None:
-    exchange.response_headers["Sealgate-Verified-Enclave"] = "forged; key=forged"
+    exchange.response_headers[VERIFIED_ENCLAVE] = "forged; key=forged"
 
 
 def _fake_refusal(code: int) -> Hook:
@@ -264,7 +269,7 @@ def _downgrade(exchange: Exchange) -> None:
 
 def _directory(edit: Callable[[dict[str, Any]], None]) -> Hook:
     def apply(exchange: Exchange) -> None:
-        if exchange.path == FLEET_PATH and exchange.status == 200:
+        if exchange.path == FLEET and exchange.status == 200:
             document = json.loads(exchange.response_body)
             edit(document)
             exchange.response_body = json.dumps(document).encode()
@@ -329,9 +334,9 @@ GATEWAY_KEY, GATEWAY_KEY_CONFIG = _gateway_key()
 
 def _substitute_key(exchange: Exchange) -> None:
     """Hand out a key the gateway holds; answer (never forward) whatever is sealed to it."""
-    if exchange.path == "/.well-known/hpke-keys":
+    if exchange.path == EHBP_KEYS:
         exchange.answer(200, GATEWAY_KEY_CONFIG, "application/ohttp-keys")
-    elif any(k.lower() == "ehbp-encapsulated-key" for k in exchange.headers):
+    elif any(k.lower() == EHBP.encapsulated_key_header.lower() for k in exchange.headers):
         exchange.headers["x-redteam-sealed-to-gateway"] = "1"
         exchange.answer(502, b'{"detail": "kept by the gateway"}', "application/problem+json")
 
@@ -426,8 +431,7 @@ def _replay_at_enclave(ctx: Context) -> Result:
         return Result(Outcome.NOT_APPLICABLE, f"no sealed request to capture ({reply.detail})")
     original = captured[-1]
     before = sum(_metric(url, "sealgate_enclave_replays_total") for url in ctx.enclave_urls)
-    hop = ("host", "content-length", "transfer-encoding", "connection")
-    headers = {k: v for k, v in original.headers.items() if k.lower() not in hop}
+    headers = {k: v for k, v in original.headers.items() if k.lower() not in NOT_FORWARDED}
     assert ctx.gateway_url is not None
     answers = [
         httpx.post(
@@ -451,7 +455,7 @@ def _replay_at_enclave(ctx: Context) -> Result:
 
 def _metric(url: str, name: str) -> float:
     try:
-        text = httpx.get(url + "/metrics", timeout=5).text
+        text = httpx.get(url + METRICS, timeout=5).text
     except httpx.HTTPError:
         return 0.0
     return sum(
@@ -536,7 +540,7 @@ def _other_measurement(ctx: Context) -> Result:
         for line in (ctx.logs()[before:] if ctx.logs else [])
         if "refused" in line
     ]
-    sent = [e for e in proxy.exchanges if e.headers.get("Sealgate-Key-Id") in keys]
+    sent = [e for e in proxy.exchanges if e.headers.get(KEY_ID) in keys]
     if sent or reply.status == "ok":
         return Result(Outcome.NOT_CAUGHT, f"sealed {len(sent)} request(s) to the other code")
     why = short(reasons[0], 90) if reasons else short(reply.detail, 80)
@@ -595,14 +599,13 @@ def _raw(url: str, payload: bytes, timeout: float = 5.0) -> bytes:
 
 
 SMUGGLES = {
-    "CL.TE": b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: HOST\r\nContent-Length: 6\r\n"
+    "CL.TE": _POST + b"Host: HOST\r\nContent-Length: 6\r\n"
     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: HOST\r\n\r\n",
-    "TE.CL": b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: HOST\r\nTransfer-Encoding: chunked\r\n"
+    "TE.CL": _POST + b"Host: HOST\r\nTransfer-Encoding: chunked\r\n"
     b"Content-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n",
-    "TE obfuscated": b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: HOST\r\n"
+    "TE obfuscated": _POST + b"Host: HOST\r\n"
     b"Transfer-Encoding: xchunked\r\nContent-Length: 4\r\n\r\nabcd",
-    "double CL": b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: HOST\r\nContent-Length: 4\r\n"
-    b"Content-Length: 40\r\n\r\nabcd",
+    "double CL": _POST + b"Host: HOST\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd",
 }
 
 
@@ -646,11 +649,7 @@ def _malformed_sealed(ctx: Context) -> Result:
 
 def _oversize(ctx: Context) -> Result:
     assert ctx.gateway_url is not None
-    header = (
-        b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: HOST\r\nX-Big: "
-        + b"a" * 200_000
-        + b"\r\n\r\n"
-    )
+    header = _POST + b"Host: HOST\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n"
     answer = _raw(ctx.gateway_url, header)
     status = answer.split(b" ", 2)[1].decode() if answer.startswith(b"HTTP/1.1 ") else "closed"
     if status == "closed" or status.startswith("4"):
@@ -663,13 +662,13 @@ def _nonce_flood(ctx: Context) -> Result:
     codes: list[int] = []
     started = time.monotonic()
     with httpx.Client(timeout=10) as http:
-        directory = http.get(ctx.gateway_url + FLEET_PATH).json()
+        directory = http.get(ctx.gateway_url + FLEET).json()
         key = next(iter(e["keys"][0] for e in directory.get("enclaves", []) if e.get("keys")), "")
-        headers = {"Sealgate-Key-Id": key}
+        headers = {KEY_ID: key}
         for _ in range(ctx.max_requests):
             if time.monotonic() - started > ctx.deadline:
                 break
-            url = ctx.gateway_url + "/.well-known/sealgate-attestation"
+            url = ctx.gateway_url + ATTESTATION
             response = http.get(url, params={"nonce": os.urandom(32).hex()}, headers=headers)
             codes.append(response.status_code)
             if codes[-1] == 429:
@@ -686,10 +685,10 @@ def _slowloris(ctx: Context) -> Result:
     sockets = []
     for _ in range(4):
         sock = socket.create_connection((host, port), timeout=5)
-        sock.sendall(b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: x\r\n")
+        sock.sendall(_POST + b"Host: x\r\n")
         sockets.append(sock)
     started = time.monotonic()
-    served = httpx.get(ctx.gateway_url + "/healthz", timeout=10).status_code
+    served = httpx.get(ctx.gateway_url + HEALTH, timeout=10).status_code
     closed = 0
     try:
         while time.monotonic() - started < ctx.deadline and closed < len(sockets):
@@ -730,7 +729,7 @@ def _slow_body(ctx: Context) -> Result:
     parts = urlsplit(ctx.gateway_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     bound = max(ctx.deadline, SLOW_BODY_BOUND)
-    directory = httpx.get(ctx.gateway_url + FLEET_PATH, timeout=10).json()
+    directory = httpx.get(ctx.gateway_url + FLEET, timeout=10).json()
     entry = next(e for e in directory["enclaves"] if e.get("keys"))
     from ...protocol.public.keyconfig import decode_key_configs
 
@@ -741,9 +740,9 @@ def _slow_body(ctx: Context) -> Result:
     started = time.monotonic()
     with socket.create_connection((host, port), timeout=5) as sock:
         sock.sendall(
-            b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: x\r\n"
+            _POST + b"Host: x\r\n"
             b"Content-Type: message/ohttp-chunked-req\r\n"
-            + f"Sealgate-Key-Id: {entry['keys'][0]}\r\n".encode()
+            + f"{KEY_ID}: {entry['keys'][0]}\r\n".encode()
             + b"Content-Length: 100000\r\n\r\n"
             + prefix
         )

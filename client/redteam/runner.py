@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 
+from ...protocol.public.headers import KEY_ID
+from ...protocol.public.paths import ATTESTATION
 from ..errors import SealgateError
 from ..policy import Policy
 from .catalogue import (
@@ -213,7 +215,7 @@ def classify(attack: Attack, ctx: Context) -> Result:
         forged = [
             e
             for e in proxy.exchanges
-            if e.headers.get("Sealgate-Key-Id") in (FORGED_KEY, GATEWAY_KEY)
+            if e.headers.get(KEY_ID) in (FORGED_KEY, GATEWAY_KEY)
             or "x-redteam-sealed-to-gateway" in e.headers
         ]
         if forged:
@@ -341,7 +343,7 @@ def _other_code(fleet: Any) -> Iterator[dict[str, Any] | None]:
                 if proc.poll() is not None:
                     break
                 try:
-                    response = httpx.get(url + "/.well-known/sealgate-attestation", timeout=1)
+                    response = httpx.get(url + ATTESTATION, timeout=1)
                     if response.status_code == 200:
                         document = response.json()
                         break
