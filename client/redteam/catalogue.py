@@ -29,12 +29,42 @@ from ...protocol.public.paths import ATTESTATION, EHBP_KEYS, FLEET, HEALTH, METR
 from ..headers import NOT_FORWARDED
 from .proxy import SEALED_PATH, AdversarialProxy, Exchange, join_chunks, split_chunks
 
-__all__ = ["short", "Attack", "CATALOGUE", "Outcome", "Reply", "Result", "Subject", "Context"]
+__all__ = [
+    "short",
+    "Attack",
+    "CATALOGUE",
+    "Expect",
+    "Outcome",
+    "Target",
+    "Reply",
+    "Result",
+    "Subject",
+    "Context",
+]
 
 #: Marks the prompt and the Authorization value, so a leak anywhere is a substring search.
 #: The request line every raw (socket-level) attack starts with.
 _POST = b"POST " + OHTTP_GATEWAY.encode() + b" HTTP/1.1\r\n"
 SECRET = "redteam-secret-7f3a"  # noqa: S105 - a marker to search for, not a credential
+
+
+class Target(StrEnum):
+    """The party an attack is aimed at (whose defence it tests)."""
+
+    CLIENT = "client"
+    GATEWAY = "gateway"
+    ENCLAVE = "enclave"
+
+
+class Expect(StrEnum):
+    """What a client attack may end in, short of being caught."""
+
+    #: The client must not accept the answer.
+    REFUSE = "refuse"
+    #: It may succeed only with the true answer.
+    INTACT = "intact"
+    #: It must not seal anything to a key the directory forged.
+    NO_SEND = "no-send"
 
 
 class Outcome(StrEnum):
@@ -102,12 +132,10 @@ class Attack:
     title: str
     #: The threat-model sentence this row checks (README, "Threat model").
     promise: str
-    target: str  # "client", "gateway" or "enclave"
+    target: Target
     on_request: Hook | None = None
     on_response: Hook | None = None
-    #: "refuse": the client must not accept the answer; "intact": it may succeed only with
-    #: the true answer; "no-send": it must not seal anything to a key the directory forged.
-    expect: str = "refuse"
+    expect: Expect = Expect.REFUSE
     stream: bool = True
     #: In EHBP this is a limit the protocol documents (README, "Known limits").
     ehbp_limit: bool = False
@@ -790,14 +818,14 @@ CATALOGUE: list[Attack] = [
         "resp-bitflip",
         "flip one bit of a sealed response",
         AEAD,
-        "client",
+        Target.CLIENT,
         on_response=_sealed_response(_flip),
     ),
     Attack(
         "resp-truncate-boundary",
         "cut a stream between chunks (drop the final chunk)",
         FINAL,
-        "client",
+        Target.CLIENT,
         on_response=_sealed_response(_drop_final),
         ehbp_limit=True,
     ),
@@ -805,45 +833,49 @@ CATALOGUE: list[Attack] = [
         "resp-truncate-inside",
         "cut a stream inside a chunk",
         FINAL,
-        "client",
+        Target.CLIENT,
         on_response=_sealed_response(_cut_inside),
     ),
     Attack(
-        "resp-reorder", "swap two sealed chunks", AEAD, "client", on_response=_edit_chunks(_swap)
+        "resp-reorder",
+        "swap two sealed chunks",
+        AEAD,
+        Target.CLIENT,
+        on_response=_edit_chunks(_swap),
     ),
     Attack(
         "resp-duplicate",
         "repeat a sealed chunk",
         AEAD,
-        "client",
+        Target.CLIENT,
         on_response=_edit_chunks(_duplicate),
     ),
     Attack(
         "resp-drop",
         "drop a sealed chunk in the middle",
         AEAD,
-        "client",
+        Target.CLIENT,
         on_response=_edit_chunks(_drop_middle),
     ),
     Attack(
         "resp-replayed",
         "answer with another request's sealed response",
         AEAD,
-        "client",
+        Target.CLIENT,
         run=_replayed_response,
     ),
     Attack(
         "resp-swapped",
         "swap the sealed responses of two concurrent requests",
         AEAD,
-        "client",
+        Target.CLIENT,
         run=_swapped_concurrent,
     ),
     Attack(
         "plaintext-json",
         "substitute a plaintext 200 JSON answer",
         AEAD,
-        "client",
+        Target.CLIENT,
         on_response=_sealed_response(_plaintext_json),
         stream=False,
     ),
@@ -851,14 +883,14 @@ CATALOGUE: list[Attack] = [
         "plaintext-sse",
         "substitute a plaintext SSE stream",
         AEAD,
-        "client",
+        Target.CLIENT,
         on_response=_sealed_response(_plaintext_sse),
     ),
     Attack(
         "status-rewrite",
         "rewrite the status 200 -> 201",
         AEAD,
-        "client",
+        Target.CLIENT,
         on_response=_sealed_response(_status(201)),
         stream=False,
         ehbp_limit=True,
@@ -867,18 +899,18 @@ CATALOGUE: list[Attack] = [
         "header-forge",
         "forge a Sealgate-Verified-Enclave response header",
         "forge a `Sealgate-*` header the caller takes for the SDK's",
-        "client",
+        Target.CLIENT,
         on_response=_sealed_response(_forge_header),
-        expect="intact",
+        expect=Expect.INTACT,
         ehbp_limit=True,
     ),
     Attack(
         "req-inject",
         "inject Authorization, headers and query into the outer request",
         INNER,
-        "client",
+        Target.CLIENT,
         on_request=_sealed_request(_inject_headers),
-        expect="intact",
+        expect=Expect.INTACT,
         stream=False,
         ehbp_limit=True,
     ),
@@ -886,9 +918,9 @@ CATALOGUE: list[Attack] = [
         "req-target",
         "rewrite the outer request target",
         INNER,
-        "client",
+        Target.CLIENT,
         on_request=_sealed_request(_rewrite_target),
-        expect="intact",
+        expect=Expect.INTACT,
         stream=False,
         ehbp_limit=True,
     ),
@@ -896,16 +928,16 @@ CATALOGUE: list[Attack] = [
         "req-bitflip",
         "flip one bit of the sealed request",
         INNER,
-        "client",
+        Target.CLIENT,
         on_request=_sealed_request(_flip_request),
-        expect="intact",
+        expect=Expect.INTACT,
         stream=False,
     ),
     Attack(
         "downgrade",
         "refuse the native endpoint to force a weaker mode",
         "the SDK never falls back from the native mode by itself",
-        "client",
+        Target.CLIENT,
         on_request=_downgrade,
         ehbp_applicable=False,
         stream=False,
@@ -914,9 +946,9 @@ CATALOGUE: list[Attack] = [
         "dir-unbound-key",
         "directory lists a key not bound in evidence",
         KEYS,
-        "client",
+        Target.CLIENT,
         on_response=_directory(_unbound_key),
-        expect="no-send",
+        expect=Expect.NO_SEND,
         stream=False,
         ehbp_applicable=False,
     ),
@@ -924,9 +956,9 @@ CATALOGUE: list[Attack] = [
         "dir-swapped",
         "directory swaps two enclaves' documents",
         KEYS,
-        "client",
+        Target.CLIENT,
         on_response=_directory(_swap_documents),
-        expect="no-send",
+        expect=Expect.NO_SEND,
         stream=False,
         ehbp_applicable=False,
     ),
@@ -934,9 +966,9 @@ CATALOGUE: list[Attack] = [
         "dir-foreign-root",
         "directory carries a foreign attestation root",
         KEYS,
-        "client",
+        Target.CLIENT,
         on_response=_directory(_foreign_root),
-        expect="no-send",
+        expect=Expect.NO_SEND,
         stream=False,
         ehbp_applicable=False,
     ),
@@ -944,9 +976,9 @@ CATALOGUE: list[Attack] = [
         "dir-stale",
         "directory carries emptied/stale evidence",
         KEYS,
-        "client",
+        Target.CLIENT,
         on_response=_directory(_stale),
-        expect="no-send",
+        expect=Expect.NO_SEND,
         stream=False,
         ehbp_applicable=False,
     ),
@@ -954,9 +986,9 @@ CATALOGUE: list[Attack] = [
         "dir-garbage",
         "directory with NaN, oversize and garbage fields",
         KEYS,
-        "client",
+        Target.CLIENT,
         on_response=_directory(_garbage),
-        expect="no-send",
+        expect=Expect.NO_SEND,
         stream=False,
         ehbp_applicable=False,
     ),
@@ -964,7 +996,7 @@ CATALOGUE: list[Attack] = [
         "dir-other-measurement",
         "directory serves genuine evidence (trusted root) of other code",
         KEYS,
-        "client",
+        Target.CLIENT,
         run=_other_measurement,
         ehbp_applicable=False,
     ),
@@ -972,23 +1004,23 @@ CATALOGUE: list[Attack] = [
         "key-substitution",
         "serve the gateway's own key at /.well-known/hpke-keys",
         KEYS,
-        "client",
+        Target.CLIENT,
         on_request=_substitute_key,
-        expect="no-send",
+        expect=Expect.NO_SEND,
         stream=False,
     ),
     Attack(
         "fake-503",
         "answer every sealed request with a forged 503",
         "drop, delay or cut a response (never more); retries are bounded",
-        "client",
+        Target.CLIENT,
         run=_fake_503_loop,
     ),
     Attack(
         "fake-421",
         "answer every sealed request with a forged 421",
         "drop, delay or cut a response (never more); retries are bounded",
-        "client",
+        Target.CLIENT,
         on_request=_fake_refusal(421),
         stream=False,
     ),
@@ -996,7 +1028,7 @@ CATALOGUE: list[Attack] = [
         "fake-422",
         "answer every sealed request with a forged 422",
         "drop, delay or cut a response (never more); retries are bounded",
-        "client",
+        Target.CLIENT,
         on_request=_fake_refusal(422),
         stream=False,
     ),
@@ -1004,35 +1036,35 @@ CATALOGUE: list[Attack] = [
         "replay-enclave",
         "replay a captured request three times",
         "get a request processed twice",
-        "client",
+        Target.CLIENT,
         run=_replay_at_enclave,
     ),
     Attack(
         "token-lengths",
         "observe chunk sizes of two different answers",
         "sizes rounded up to padding buckets; chunk count leaks (known limit)",
-        "client",
+        Target.CLIENT,
         run=_token_lengths,
     ),
     Attack(
         "leak-wire",
         "look for the prompt and Authorization on the wire",
         "read ... headers (`Authorization` included), the body",
-        "client",
+        Target.CLIENT,
         run=_plaintext_on_the_wire,
     ),
     Attack(
         "leak-errors",
         "look for the prompt in exception text",
         "secrets never in errors",
-        "client",
+        Target.CLIENT,
         run=_leak_in_errors,
     ),
     Attack(
         "leak-logs",
         "look for the prompt and Authorization in the SDK's and the gateway's logs",
         "secrets never in logs",
-        "client",
+        Target.CLIENT,
         run=_leak_in_logs,
         ehbp_applicable=False,
     ),
@@ -1040,35 +1072,35 @@ CATALOGUE: list[Attack] = [
         "gw-smuggling",
         "HTTP smuggling and desync payloads (CL.TE, TE.CL, ...)",
         "bad network input gets a 4xx, never a desync",
-        "gateway",
+        Target.GATEWAY,
         run=_smuggling,
     ),
     Attack(
         "gw-malformed",
         "malformed sealed bodies",
         "bad network input gets a 4xx",
-        "gateway",
+        Target.GATEWAY,
         run=_malformed_sealed,
     ),
     Attack(
         "gw-oversize",
         "oversize request head",
         "bad network input gets a 4xx",
-        "gateway",
+        Target.GATEWAY,
         run=_oversize,
     ),
     Attack(
         "gw-nonce-flood",
         "fresh-nonce attestation flood",
         "nonce floods are rate-limited",
-        "gateway",
+        Target.GATEWAY,
         run=_nonce_flood,
     ),
     Attack(
         "gw-slowloris",
         "slowloris: heads dripped a line a second",
         "slow heads are closed at the header deadline",
-        "gateway",
+        Target.GATEWAY,
         run=_slowloris,
         slow=True,
     ),
@@ -1076,7 +1108,7 @@ CATALOGUE: list[Attack] = [
         "gw-slow-body",
         "slow body: one byte a second",
         "a slow body cannot hold a connection past the body deadline",
-        "gateway",
+        Target.GATEWAY,
         run=_slow_body,
         slow=True,
     ),
@@ -1084,7 +1116,7 @@ CATALOGUE: list[Attack] = [
         "enclave-garbage",
         "garbage sealed body straight to an enclave",
         "bad network input gets a 4xx",
-        "enclave",
+        Target.ENCLAVE,
         run=_enclave_garbage,
     ),
 ]
