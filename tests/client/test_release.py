@@ -23,7 +23,10 @@ from sealgate.client.release import (
 from sealgate.client.release.predicates import measurements_from_predicate
 from sealgate.client.verify.sev_snp import SnpReport
 
+from .certs import self_signed
+
 REPO = "tinfoilsh/confidential-model-router"
+FULCIO = "1.3.6.1.4.1.57264.1."
 
 
 @pytest.fixture(autouse=True)
@@ -288,34 +291,6 @@ def test_a_sealgate_release_is_trusted_only_for_models_it_lists():
     assert caught.value.check == "models" and "lists a, b, not c" in str(caught.value)
 
 
-def _certificate_with_fulcio_extension(number: int, value: bytes):
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.x509.oid import NameOID
-
-    key = Ed25519PrivateKey.generate()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fulcio-test")])
-    now = dt.datetime.now(dt.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.UnrecognizedExtension(
-                x509.ObjectIdentifier(f"1.3.6.1.4.1.57264.1.{number}"), value
-            ),
-            critical=False,
-        )
-        .sign(key, None)
-    )
-
-
 @pytest.mark.parametrize(
     "value",
     [b"\x0c\x05ab", b"\x0c\x02\xff\xfe", b"\x13\x02ab", b"\x0c\x02abcd", b"\x0c\x85\x00"],
@@ -324,10 +299,10 @@ def _certificate_with_fulcio_extension(number: int, value: bytes):
 def test_a_malformed_fulcio_v2_extension_is_a_release_error(value):
     from sealgate.client.release.verify import _fulcio_ext
 
-    cert = _certificate_with_fulcio_extension(8, value)
+    cert = self_signed("fulcio-test", [(f"{FULCIO}8", value)])
     with pytest.raises(ReleaseError) as excinfo:
         _fulcio_ext(cert, 8)
     assert excinfo.value.check == "signing certificate"
     issuer = b"https://issuer.example/abcdef"
-    good = _certificate_with_fulcio_extension(8, bytes([0x0C, len(issuer)]) + issuer)
+    good = self_signed("fulcio-test", [(f"{FULCIO}8", bytes([0x0C, len(issuer)]) + issuer)])
     assert _fulcio_ext(good, 8) == issuer.decode()
