@@ -27,6 +27,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from sealgate.protocol.public.headers import ROUTE_TAG
+
 __all__ = [
     "ROUTE_TAG_HEADER",
     "OVERLOADED",
@@ -37,7 +39,7 @@ __all__ = [
 ]
 
 #: Header carrying the (hex) routing tag to the gateway.
-ROUTE_TAG_HEADER = "Sealgate-Route-Tag"
+ROUTE_TAG_HEADER = ROUTE_TAG
 _CONTEXT = b"sealgate route tag v1\x00"
 #: Load hint (in flight / capacity, from the enclave's health) at which an enclave is
 #: passed over for the tag's next choice: a warm cache is not worth a full queue.

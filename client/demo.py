@@ -3,12 +3,13 @@
 Used by ``sealgate demo`` and by the end-to-end acceptance test, so both take the
 same path. The enclaves use the ``software`` attester (a development stand-in for
 hardware) with one root key this process generates and trusts explicitly; their
-measurement is computed here from the installed code, as a reproducible build would.
+expected measurement comes from the enclave's own command
+(``python -m sealgate.enclave --print-measurement``), as a reproducible build would
+publish it: the client never imports the servers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import queue
@@ -25,10 +26,36 @@ from types import TracebackType
 import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sealgate.protocol.public.logs import LogFields
+from sealgate.protocol.public.paths import HEALTH
 
-from .policy import ExpectedMeasurement, Policy
+from .errors import SealgateError
+from .measurement import ExpectedMeasurement
+from .policy import Policy
 
-__all__ = ["DemoFleet"]
+__all__ = ["ACCESS_LOGGER", "DemoError", "DemoFleet", "access_record"]
+
+#: The gateway's access log: one JSON line per request, event ``request`` (see
+#: :mod:`sealgate.protocol.public.logs`); only routing metadata.
+ACCESS_LOGGER = "sealgate.gateway.access"
+_MEASUREMENT_SIZE = 48  # SHA-384
+
+
+class DemoError(SealgateError, RuntimeError):
+    """A demo process did not start, or its enclave command gave no measurement."""
+
+
+def access_record(line: bytes | str) -> dict[str, object] | None:
+    """The structured fields of one gateway access-log line (None for any other line)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or record.get("logger") != ACCESS_LOGGER:
+        return None
+    if record.get("event") != "request":
+        return None
+    return {k: v for k, v in record.items() if k in LogFields.__annotations__}
 
 
 def _free_port() -> int:
@@ -41,14 +68,14 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited with code {proc.returncode} during start-up")
+            raise DemoError(f"{url} exited with code {proc.returncode} during start-up")
         try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+            if httpx.get(url + HEALTH, timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.05)
-    raise RuntimeError(f"{url} did not become healthy within {timeout:.0f}s")
+    raise DemoError(f"{url} did not become healthy within {timeout:.0f}s")
 
 
 class DemoFleet:
@@ -78,23 +105,55 @@ class DemoFleet:
         self._tmp = tempfile.TemporaryDirectory(prefix="sealgate-demo-")
         self._procs: list[subprocess.Popen[bytes]] = []
         self._enclave_args: list[list[str]] = []
+        self._measurements: dict[tuple[str, ...] | None, str] = {}
         self.access_log: queue.Queue[dict[str, object]] = queue.Queue()
 
     @property
     def root_public_key(self) -> bytes:
         return self.root.public_key().public_bytes_raw()
 
-    def engine_description(self, models: tuple[str, ...] | None = None) -> dict[str, object]:
-        if self.upstream:
-            description: dict[str, object] = {
-                "engine": "upstream",
-                "url": self.upstream.rstrip("/"),
-            }
-        else:
-            description = {"engine": "demo", "model": "sealgate-demo-echo"}
-        if models is not None:
-            description["models"] = sorted(models)
-        return description
+    def engine_options(self, models: tuple[str, ...] | None = None) -> list[str]:
+        """The enclave command's engine options (what its measurement covers)."""
+        options = (
+            ["--upstream", self.upstream]
+            if self.upstream
+            else ["--demo-token-delay", str(self.token_delay)]
+        )
+        for model in models or ():
+            options += ["--model", model]
+        return options
+
+    def measurement(self, models: tuple[str, ...] | None = None) -> str:
+        """The measurement (hex) of an enclave of this fleet serving ``models``.
+
+        Asked of the enclave's own command, which measures the installed code and the
+        engine configuration exactly as the running enclaves do.
+        """
+        if models not in self._measurements:
+            command = [
+                sys.executable,
+                "-m",
+                "sealgate.enclave",
+                "--print-measurement",
+                *self.engine_options(models),
+            ]
+            done = subprocess.run(  # noqa: S603 - our own interpreter and module, fixed arguments
+                command, capture_output=True, text=True, timeout=120, check=False
+            )
+            value = done.stdout.strip().lower()
+            try:
+                valid = done.returncode == 0 and len(bytes.fromhex(value)) == _MEASUREMENT_SIZE
+            except ValueError:
+                valid = False
+            if not valid:
+                problem = done.stderr.strip().splitlines()[-1:] or ["no output"]
+                raise DemoError(
+                    f"`{' '.join(command[1:])}` gave no measurement (exit {done.returncode}: "
+                    f"{problem[0]}); is the enclave extra installed (pip install "
+                    "'sealgate[enclave]')?"
+                )
+            self._measurements[models] = value
+        return self._measurements[models]
 
     def policy(self) -> Policy:
         """Trust this fleet's software root and the measurements of the installed code.
@@ -102,15 +161,9 @@ class DemoFleet:
         With several models, each distinct engine configuration is one "release" trusted
         for exactly the models it names.
         """
-        from sealgate.enclave.attesters import measure_software
-
         if self.models is None:
-            return Policy.software(
-                self.root_public_key, measure_software(self.engine_description())
-            )
-        expected = {
-            measure_software(self.engine_description(m)).hex(): frozenset(m) for m in self.models
-        }
+            return Policy.software(self.root_public_key, self.measurement())
+        expected = {self.measurement(m): frozenset(m) for m in self.models}
         return Policy.software(self.root_public_key).with_measurements(
             *(
                 ExpectedMeasurement(
@@ -143,13 +196,8 @@ class DemoFleet:
                     str(key_file),
                     "--log-level",
                     "warning",
+                    *self.engine_options(None if self.models is None else self.models[index]),
                 ]
-                if self.upstream:
-                    args += ["--upstream", self.upstream]
-                else:
-                    args += ["--demo-token-delay", str(self.token_delay)]
-                for model in self.models[index] if self.models is not None else ():
-                    args += ["--model", model]
                 self._procs.append(self._spawn(args))
                 self._enclave_args.append(args)
                 self.enclave_urls.append(f"http://127.0.0.1:{port}")
@@ -187,11 +235,10 @@ class DemoFleet:
 
     def _read_access_log(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stderr is not None
-        for raw in proc.stderr:
-            line = raw.decode(errors="replace")
-            if "sealgate.gateway.access" in line and "{" in line:
-                with contextlib.suppress(ValueError):
-                    self.access_log.put(json.loads(line[line.index("{") :]))
+        for line in proc.stderr:
+            record = access_record(line)
+            if record is not None:
+                self.access_log.put(record)
 
     def gateway_saw(self, timeout: float = 2.0) -> list[dict[str, object]]:
         """Access-log records the gateway wrote since the last call."""
@@ -211,7 +258,7 @@ class DemoFleet:
     def restart_enclave(self, index: int) -> None:
         """Start a killed enclave again on its port (fresh keys, as after a reboot)."""
         if self._procs[index].poll() is None:
-            raise RuntimeError(f"enclave {index} is still running")
+            raise DemoError(f"enclave {index} is still running")
         proc = self._spawn(self._enclave_args[index])
         self._procs[index] = proc
         _wait_healthy(self.enclave_urls[index], proc)

@@ -37,7 +37,9 @@ from sealgate.protocol.evidence.attestation import (
 )
 from sealgate.protocol.evidence.binding import MAX_NONCE_SIZE
 from sealgate.protocol.public.errors import ProtocolError
+from sealgate.protocol.public.headers import KEY_ID
 from sealgate.protocol.public.keyconfig import KeyConfig
+from sealgate.protocol.public.paths import ATTESTATION, FLEET
 from sealgate.protocol.public.suites import KEM_X25519_HKDF_SHA256
 
 from .affinity import affine_choice, rendezvous_order
@@ -67,8 +69,8 @@ __all__ = [
 
 log = logging.getLogger("sealgate.client")
 
-FLEET_PATH = "/.well-known/sealgate-fleet"
-ATTESTATION_PATH = "/.well-known/sealgate-attestation"
+FLEET_PATH = FLEET
+ATTESTATION_PATH = ATTESTATION
 FLEET_FORMAT = "sealgate-fleet/v1"
 _MAX_FLEET_BYTES = 16 * 1024 * 1024
 _MAX_ENCLAVES = 1024
@@ -432,7 +434,7 @@ class Fleet:
                 self.gateway_url + ATTESTATION_PATH,
                 MAX_DOCUMENT_BYTES,
                 params={"nonce": nonce.hex()},
-                headers={"Sealgate-Key-Id": route_key},
+                headers={KEY_ID: route_key},
             )
             if status != 200:
                 raise BodyRefused(f"the gateway answered {status}")

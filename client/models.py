@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sealgate.protocol.public.headers import ANSWERED_BY
+
 from .affinity import ROUTE_TAG_HEADER, routing_tag
 from .errors import NoVerifiedEnclave
 
@@ -136,7 +138,7 @@ def models_listing(served: Mapping[str, list[str]], model_id: str) -> tuple[int,
 
 
 #: Headers of a locally answered models listing (the source is named, not an enclave).
-MODELS_HEADERS = [("content-type", "application/json"), ("sealgate-answered-by", "client")]
+MODELS_HEADERS = [("content-type", "application/json"), (ANSWERED_BY.lower(), "client")]
 
 
 def route_tag_header(tag: bytes | None) -> list[tuple[str, str]]:

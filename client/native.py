@@ -30,10 +30,12 @@ from typing import Any
 import anyio
 import httpx
 from sealgate.protocol.public.errors import MalformedProblem, ProtocolError
+from sealgate.protocol.public.headers import ENCAPSULATION_PREFIXES, KEY_ID
 from sealgate.protocol.public.keyconfig import KeyConfig
 from sealgate.protocol.public.multi_header import MAX_CANDIDATES
 from sealgate.protocol.public.multi_header import MEDIA_TYPE as MULTI_REQUEST_MEDIA_TYPE
 from sealgate.protocol.public.multi_header import RESPONSE_MEDIA_TYPE as MULTI_RESPONSE_MEDIA_TYPE
+from sealgate.protocol.public.paths import OHTTP_GATEWAY
 from sealgate.protocol.public.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
 from sealgate.protocol.public.problem import PROBLEMS, Problem
 from sealgate.protocol.sealing.bhttp import (
@@ -64,6 +66,7 @@ from .errors import (
     ResponseIntegrityError,
 )
 from .fleet import Fleet, VerifiedEnclave
+from .headers import ENCAPSULATION, HOP, NOT_FORWARDED
 from .models import (
     MODELS_HEADERS,
     Router,
@@ -84,26 +87,14 @@ __all__ = ["OHTTP", "GATEWAY_PATH", "NativeTransport", "AsyncNativeTransport"]
 
 #: ``SecureClient(..., mode=OHTTP)`` selects the native mode.
 OHTTP = "ohttp"
-GATEWAY_PATH = "/.well-known/ohttp-gateway"
+GATEWAY_PATH = OHTTP_GATEWAY
 
 # Connection-specific, framing, or describing the outer hop; never sealed inside.
-_DROP_REQUEST = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "host",
-        "expect",
-        "accept-encoding",  # the enclave always answers identity (no compression oracle)
-        "date",  # replaced by the (skew-corrected) sealing time
-    }
-)
-_DROP_RESPONSE = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+_DROP_REQUEST = NOT_FORWARDED | {
+    "expect",
+    "accept-encoding",  # the enclave always answers identity (no compression oracle)
+    "date",  # replaced by the (skew-corrected) sealing time
+}
 
 
 @dataclass(slots=True)
@@ -224,8 +215,7 @@ class _NativeCore(_Core):
         headers = [
             (name.lower().encode("latin-1"), value.encode("latin-1"))
             for name, value in request.headers.multi_items()
-            if name.lower() not in _DROP_REQUEST
-            and not name.lower().startswith(("sealgate-", "ehbp-"))
+            if name.lower() not in _DROP_REQUEST and not name.lower().startswith(ENCAPSULATION)
         ]
         headers.append((b"date", http_date(self.clock() + self.skew).encode()))
         message = Request(
@@ -263,7 +253,7 @@ class _NativeCore(_Core):
             request.url.copy_with(raw_path=GATEWAY_PATH.encode()),
             headers=[
                 ("Content-Type", CHUNKED_REQUEST_MEDIA_TYPE),
-                ("Sealgate-Key-Id", attempt.key.fingerprint),
+                (KEY_ID, attempt.key.fingerprint),
                 *route_tag_header(attempt.route_tag),
             ],
             content=attempt.wire,
@@ -327,8 +317,8 @@ class _NativeCore(_Core):
             (k.decode("latin-1"), v.decode("latin-1"))
             for k, v in head.headers
             if k.lower() != PADDING_FIELD
-            and k.lower().decode("latin-1") not in _DROP_RESPONSE
-            and not k.lower().startswith(b"sealgate-")
+            and k.lower().decode("latin-1") not in HOP
+            and not k.lower().startswith(ENCAPSULATION_PREFIXES)
         ]
         headers.append((ENCLAVE_HEADER, f"{attempt.enclave.id}; key={attempt.key.fingerprint}"))
         extensions = dict(outer.extensions)

@@ -11,6 +11,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .measurement import ExpectedMeasurement
+from .release import load_release, trusted_for
+
 __all__ = [
     "Policy",
     "ExpectedMeasurement",
@@ -22,34 +25,6 @@ __all__ = [
 ]
 
 HARDWARE_PLATFORMS = frozenset({"sev-snp", "tdx"})
-
-
-@dataclass(frozen=True, slots=True)
-class ExpectedMeasurement:
-    """Register values one platform must report (lower-case hex); every named one must match.
-
-    ``software`` and ``sev-snp`` name ``measurement``; ``tdx`` names any of ``mrtd``,
-    ``rtmr0`` .. ``rtmr3``. ``source`` says where the values came from (pinned, a release).
-    ``models`` are the models an enclave with these values is trusted to serve (the
-    release's list); None when the source names none.
-    """
-
-    platform: str
-    registers: Mapping[str, str]
-    source: str = "pinned"
-    models: frozenset[str] | None = None
-
-    def matches(self, platform: str, actual: Mapping[str, str]) -> bool:
-        if platform != self.platform:
-            return False
-        return all(
-            actual.get(name, "").lower() == value.lower() for name, value in self.registers.items()
-        )
-
-    def __str__(self) -> str:
-        regs = ", ".join(f"{k}={v[:16]}…" for k, v in sorted(self.registers.items()))
-        served = "" if self.models is None else f" for {', '.join(sorted(self.models))}"
-        return f"{self.platform}({regs}) from {self.source}{served}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +145,6 @@ class Policy:
         Verification is offline against Sigstore's production trusted root; any
         failure raises ``ReleaseError`` naming the check.
         """
-        from .release import load_release
-
         release = load_release(
             repo,
             bundle=bundle,
@@ -197,8 +170,6 @@ class Policy:
         predicate must list the model (else ``ReleaseError``); a predicate without a
         model list (Tinfoil's) counts as one model per repository.
         """
-        from .release import load_release
-
         policy = base or cls()
         groups: list[tuple[dict[str, Any], list[str]]] = []
         for model, spec in releases.items():
@@ -221,30 +192,3 @@ class Policy:
 
     def expected_for(self, platform: str) -> tuple[ExpectedMeasurement, ...]:
         return tuple(m for m in self.measurements if m.platform == platform)
-
-
-def trusted_for(
-    measurements: Iterable[ExpectedMeasurement], models: Iterable[str], repository: str
-) -> list[ExpectedMeasurement]:
-    """A release's measurements, trusted for ``models``; ``ReleaseError`` if it lists others.
-
-    A release whose predicate names no models (Tinfoil's) is one model per repository:
-    it is trusted for exactly the models mapped to it.
-    """
-    from .release import ReleaseError
-
-    wanted = list(models)
-    trusted = []
-    for measurement in measurements:
-        listed = measurement.models
-        missing = [] if listed is None else [m for m in wanted if m not in listed]
-        if missing:
-            raise ReleaseError(
-                "models",
-                f"the release of {repository} lists {', '.join(sorted(listed or ()))}, not "
-                f"{', '.join(missing)}: map {'it' if len(missing) == 1 else 'them'} to the "
-                "repository that releases an image serving "
-                f"{'it' if len(missing) == 1 else 'them'}",
-            )
-        trusted.append(replace(measurement, models=frozenset(wanted)))
-    return trusted

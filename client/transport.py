@@ -33,6 +33,7 @@ from typing import Any
 import anyio
 import httpx
 from sealgate.protocol.public.errors import MalformedProblem, ProtocolError
+from sealgate.protocol.public.headers import KEY_ID, VERIFIED_ENCLAVE
 from sealgate.protocol.public.keyconfig import KeyConfig
 from sealgate.protocol.public.modes import EHBP, Mode
 from sealgate.protocol.public.problem import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
@@ -50,24 +51,13 @@ from .errors import (
     ResponseIntegrityError,
 )
 from .fleet import Fleet, VerifiedEnclave
+from .headers import ENCAPSULATION, NOT_FORWARDED
 from .models import Router
 
 __all__ = ["SealgateTransport", "AsyncSealgateTransport", "ENCLAVE_HEADER"]
 
 #: Added by the transport (not by any server) to decrypted responses: who served it.
-ENCLAVE_HEADER = "Sealgate-Verified-Enclave"
-_DROP_REQUEST = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "host",
-    }
-)
+ENCLAVE_HEADER = VERIFIED_ENCLAVE
 _SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 _MAX_PLAINTEXT_ERROR = 64 * 1024
 
@@ -153,13 +143,13 @@ class _Core:
         out: list[tuple[str, str]] = []
         for name, value in headers.multi_items():
             lname = name.lower()
-            if lname in _DROP_REQUEST or lname.startswith(("sealgate-", "ehbp-")):
+            if lname in NOT_FORWARDED or lname.startswith(ENCAPSULATION):
                 continue
             if lname in _SECRET_HEADERS and not self.forward_secret_headers:
                 continue  # headers are not encrypted: the gateway would see them
             out.append((name, value))
         out += list(encoder.headers.items())
-        out.append(("Sealgate-Key-Id", key.fingerprint))  # lets a sealgate gateway route it
+        out.append((KEY_ID, key.fingerprint))  # lets a sealgate gateway route it
         return _Attempt(enclave, key, encoder, out, wire)
 
     def check_size(self, body: bytes) -> None:

@@ -18,16 +18,19 @@ from ..transport import ENCLAVE_HEADER
 from .chat import request_failure
 from .report import render_summary
 
-ACCESS_COLUMNS = (
-    "method",
-    "path",
-    "key_id",
-    "enclave",
-    "status",
-    "request_bytes",
-    "response_bytes",
-    "ms",
-)
+#: The gateway access-log fields shown (keys of :class:`~sealgate.protocol.public.logs.LogFields`)
+#: and their column headings.
+ACCESS_COLUMNS = {
+    "method": "method",
+    "path": "path",
+    "key_id": "key id",
+    "enclave_id": "enclave",
+    "status": "status",
+    "outcome": "outcome",
+    "bytes_in": "bytes in",
+    "bytes_out": "bytes out",
+    "duration_ms": "ms",
+}
 SNIPPET = """\
 from sealgate.client import Policy, SecureClient
 
@@ -48,6 +51,13 @@ for chunk in stream:
 
 
 MODEL_A, MODEL_B = "sealgate-demo-echo", "sealgate-demo-mini"
+
+
+def _cell(value: object) -> str:
+    """An access-log value as a table cell (durations to 0.1 ms)."""
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return "" if value is None else str(value)
 
 
 def show_model_routing(console: Console, secure: SecureClient, client: Any) -> None:
@@ -71,6 +81,22 @@ def show_model_routing(console: Console, secure: SecureClient, client: Any) -> N
     console.print(
         "[dim]the SDK read `model` before sealing; the gateway routed by key id only.[/]\n"
     )
+
+
+def show_access_log(console: Console, records: list[dict[str, object]]) -> None:
+    """The gateway's access-log records as a table (one shared method and path said once)."""
+    columns = dict(ACCESS_COLUMNS)
+    routes = {(r.get("method"), r.get("path")) for r in records}
+    if len(routes) == 1:
+        ((method, path),) = routes
+        console.print(f"every request: [bold]{method} {path}[/]")
+        del columns["method"], columns["path"]
+    table = Table()
+    for heading in columns.values():
+        table.add_column(heading, overflow="ellipsis")
+    for record in records:
+        table.add_row(*(_cell(record.get(key)) for key in columns))
+    console.print(table)
 
 
 @click.command()
@@ -166,12 +192,7 @@ def demo(
                     show_model_routing(console, secure, client)
 
                 console.rule("3. what the gateway saw (its access log: routing metadata only)")
-                table = Table()
-                for column in ACCESS_COLUMNS:
-                    table.add_column(column)
-                for record in fleet.gateway_saw():
-                    table.add_row(*(str(record.get(c, "")) for c in ACCESS_COLUMNS))
-                console.print(table)
+                show_access_log(console, fleet.gateway_saw())
                 console.print(
                     "[dim]request and response bodies crossed the gateway as HPKE "
                     "ciphertext; it holds no key that can open them.[/]\n"

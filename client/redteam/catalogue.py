@@ -22,14 +22,49 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ...protocol.public.headers import KEY_ID, VERIFIED_ENCLAVE
 from ...protocol.public.keyconfig import decode_key_configs, fingerprint_of
+from ...protocol.public.modes import EHBP
+from ...protocol.public.paths import ATTESTATION, EHBP_KEYS, FLEET, HEALTH, METRICS, OHTTP_GATEWAY
+from ..headers import NOT_FORWARDED
 from .proxy import SEALED_PATH, AdversarialProxy, Exchange, join_chunks, split_chunks
 
-__all__ = ["short", "Attack", "CATALOGUE", "Outcome", "Reply", "Result", "Subject", "Context"]
+__all__ = [
+    "short",
+    "Attack",
+    "CATALOGUE",
+    "Expect",
+    "Outcome",
+    "Target",
+    "Reply",
+    "Result",
+    "Subject",
+    "Context",
+]
 
-FLEET_PATH = "/.well-known/sealgate-fleet"
 #: Marks the prompt and the Authorization value, so a leak anywhere is a substring search.
+#: The request line every raw (socket-level) attack starts with.
+_POST = b"POST " + OHTTP_GATEWAY.encode() + b" HTTP/1.1\r\n"
 SECRET = "redteam-secret-7f3a"  # noqa: S105 - a marker to search for, not a credential
+
+
+class Target(StrEnum):
+    """The party an attack is aimed at (whose defence it tests)."""
+
+    CLIENT = "client"
+    GATEWAY = "gateway"
+    ENCLAVE = "enclave"
+
+
+class Expect(StrEnum):
+    """What a client attack may end in, short of being caught."""
+
+    #: The client must not accept the answer.
+    REFUSE = "refuse"
+    #: It may succeed only with the true answer.
+    INTACT = "intact"
+    #: It must not seal anything to a key the directory forged.
+    NO_SEND = "no-send"
 
 
 class Outcome(StrEnum):
@@ -97,12 +132,10 @@ class Attack:
     title: str
     #: The threat-model sentence this row checks (README, "Threat model").
     promise: str
-    target: str  # "client", "gateway" or "enclave"
+    target: Target
     on_request: Hook | None = None
     on_response: Hook | None = None
-    #: "refuse": the client must not accept the answer; "intact": it may succeed only with
-    #: the true answer; "no-send": it must not seal anything to a key the directory forged.
-    expect: str = "refuse"
+    expect: Expect = Expect.REFUSE
     stream: bool = True
     #: In EHBP this is a limit the protocol documents (README, "Known limits").
     ehbp_limit: bool = False
@@ -125,7 +158,7 @@ def _sealed_response(hook: Callable[[Exchange], None]) -> Hook:
 
 
 def _is_ehbp(exchange: Exchange) -> bool:
-    return any(k.lower() == "ehbp-response-nonce" for k in exchange.response_headers)
+    return any(k.lower() == EHBP.response_nonce_header.lower() for k in exchange.response_headers)
 
 
 def _ehbp_frames(body: bytes) -> list[bytes]:
@@ -211,7 +244,7 @@ def _status(code: int) -> Hook:
 
 
 def _forge_header(exchange: Exchange) -> None:
-    exchange.response_headers["Sealgate-Verified-Enclave"] = "forged; key=forged"
+    exchange.response_headers[VERIFIED_ENCLAVE] = "forged; key=forged"
 
 
 def _fake_refusal(code: int) -> Hook:
@@ -264,7 +297,7 @@ def _downgrade(exchange: Exchange) -> None:
 
 def _directory(edit: Callable[[dict[str, Any]], None]) -> Hook:
     def apply(exchange: Exchange) -> None:
-        if exchange.path == FLEET_PATH and exchange.status == 200:
+        if exchange.path == FLEET and exchange.status == 200:
             document = json.loads(exchange.response_body)
             edit(document)
             exchange.response_body = json.dumps(document).encode()
@@ -329,9 +362,9 @@ GATEWAY_KEY, GATEWAY_KEY_CONFIG = _gateway_key()
 
 def _substitute_key(exchange: Exchange) -> None:
     """Hand out a key the gateway holds; answer (never forward) whatever is sealed to it."""
-    if exchange.path == "/.well-known/hpke-keys":
+    if exchange.path == EHBP_KEYS:
         exchange.answer(200, GATEWAY_KEY_CONFIG, "application/ohttp-keys")
-    elif any(k.lower() == "ehbp-encapsulated-key" for k in exchange.headers):
+    elif any(k.lower() == EHBP.encapsulated_key_header.lower() for k in exchange.headers):
         exchange.headers["x-redteam-sealed-to-gateway"] = "1"
         exchange.answer(502, b'{"detail": "kept by the gateway"}', "application/problem+json")
 
@@ -426,8 +459,7 @@ def _replay_at_enclave(ctx: Context) -> Result:
         return Result(Outcome.NOT_APPLICABLE, f"no sealed request to capture ({reply.detail})")
     original = captured[-1]
     before = sum(_metric(url, "sealgate_enclave_replays_total") for url in ctx.enclave_urls)
-    hop = ("host", "content-length", "transfer-encoding", "connection")
-    headers = {k: v for k, v in original.headers.items() if k.lower() not in hop}
+    headers = {k: v for k, v in original.headers.items() if k.lower() not in NOT_FORWARDED}
     assert ctx.gateway_url is not None
     answers = [
         httpx.post(
@@ -451,7 +483,7 @@ def _replay_at_enclave(ctx: Context) -> Result:
 
 def _metric(url: str, name: str) -> float:
     try:
-        text = httpx.get(url + "/metrics", timeout=5).text
+        text = httpx.get(url + METRICS, timeout=5).text
     except httpx.HTTPError:
         return 0.0
     return sum(
@@ -536,7 +568,7 @@ def _other_measurement(ctx: Context) -> Result:
         for line in (ctx.logs()[before:] if ctx.logs else [])
         if "refused" in line
     ]
-    sent = [e for e in proxy.exchanges if e.headers.get("Sealgate-Key-Id") in keys]
+    sent = [e for e in proxy.exchanges if e.headers.get(KEY_ID) in keys]
     if sent or reply.status == "ok":
         return Result(Outcome.NOT_CAUGHT, f"sealed {len(sent)} request(s) to the other code")
     why = short(reasons[0], 90) if reasons else short(reply.detail, 80)
@@ -595,14 +627,13 @@ def _raw(url: str, payload: bytes, timeout: float = 5.0) -> bytes:
 
 
 SMUGGLES = {
-    "CL.TE": b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: HOST\r\nContent-Length: 6\r\n"
+    "CL.TE": _POST + b"Host: HOST\r\nContent-Length: 6\r\n"
     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: HOST\r\n\r\n",
-    "TE.CL": b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: HOST\r\nTransfer-Encoding: chunked\r\n"
+    "TE.CL": _POST + b"Host: HOST\r\nTransfer-Encoding: chunked\r\n"
     b"Content-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n",
-    "TE obfuscated": b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: HOST\r\n"
+    "TE obfuscated": _POST + b"Host: HOST\r\n"
     b"Transfer-Encoding: xchunked\r\nContent-Length: 4\r\n\r\nabcd",
-    "double CL": b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: HOST\r\nContent-Length: 4\r\n"
-    b"Content-Length: 40\r\n\r\nabcd",
+    "double CL": _POST + b"Host: HOST\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd",
 }
 
 
@@ -646,11 +677,7 @@ def _malformed_sealed(ctx: Context) -> Result:
 
 def _oversize(ctx: Context) -> Result:
     assert ctx.gateway_url is not None
-    header = (
-        b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: HOST\r\nX-Big: "
-        + b"a" * 200_000
-        + b"\r\n\r\n"
-    )
+    header = _POST + b"Host: HOST\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n"
     answer = _raw(ctx.gateway_url, header)
     status = answer.split(b" ", 2)[1].decode() if answer.startswith(b"HTTP/1.1 ") else "closed"
     if status == "closed" or status.startswith("4"):
@@ -663,13 +690,13 @@ def _nonce_flood(ctx: Context) -> Result:
     codes: list[int] = []
     started = time.monotonic()
     with httpx.Client(timeout=10) as http:
-        directory = http.get(ctx.gateway_url + FLEET_PATH).json()
+        directory = http.get(ctx.gateway_url + FLEET).json()
         key = next(iter(e["keys"][0] for e in directory.get("enclaves", []) if e.get("keys")), "")
-        headers = {"Sealgate-Key-Id": key}
+        headers = {KEY_ID: key}
         for _ in range(ctx.max_requests):
             if time.monotonic() - started > ctx.deadline:
                 break
-            url = ctx.gateway_url + "/.well-known/sealgate-attestation"
+            url = ctx.gateway_url + ATTESTATION
             response = http.get(url, params={"nonce": os.urandom(32).hex()}, headers=headers)
             codes.append(response.status_code)
             if codes[-1] == 429:
@@ -686,10 +713,10 @@ def _slowloris(ctx: Context) -> Result:
     sockets = []
     for _ in range(4):
         sock = socket.create_connection((host, port), timeout=5)
-        sock.sendall(b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: x\r\n")
+        sock.sendall(_POST + b"Host: x\r\n")
         sockets.append(sock)
     started = time.monotonic()
-    served = httpx.get(ctx.gateway_url + "/healthz", timeout=10).status_code
+    served = httpx.get(ctx.gateway_url + HEALTH, timeout=10).status_code
     closed = 0
     try:
         while time.monotonic() - started < ctx.deadline and closed < len(sockets):
@@ -730,7 +757,7 @@ def _slow_body(ctx: Context) -> Result:
     parts = urlsplit(ctx.gateway_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     bound = max(ctx.deadline, SLOW_BODY_BOUND)
-    directory = httpx.get(ctx.gateway_url + FLEET_PATH, timeout=10).json()
+    directory = httpx.get(ctx.gateway_url + FLEET, timeout=10).json()
     entry = next(e for e in directory["enclaves"] if e.get("keys"))
     from ...protocol.public.keyconfig import decode_key_configs
 
@@ -741,9 +768,9 @@ def _slow_body(ctx: Context) -> Result:
     started = time.monotonic()
     with socket.create_connection((host, port), timeout=5) as sock:
         sock.sendall(
-            b"POST /.well-known/ohttp-gateway HTTP/1.1\r\nHost: x\r\n"
+            _POST + b"Host: x\r\n"
             b"Content-Type: message/ohttp-chunked-req\r\n"
-            + f"Sealgate-Key-Id: {entry['keys'][0]}\r\n".encode()
+            + f"{KEY_ID}: {entry['keys'][0]}\r\n".encode()
             + b"Content-Length: 100000\r\n\r\n"
             + prefix
         )
@@ -791,14 +818,14 @@ CATALOGUE: list[Attack] = [
         "resp-bitflip",
         "flip one bit of a sealed response",
         AEAD,
-        "client",
+        Target.CLIENT,
         on_response=_sealed_response(_flip),
     ),
     Attack(
         "resp-truncate-boundary",
         "cut a stream between chunks (drop the final chunk)",
         FINAL,
-        "client",
+        Target.CLIENT,
         on_response=_sealed_response(_drop_final),
         ehbp_limit=True,
     ),
@@ -806,45 +833,49 @@ CATALOGUE: list[Attack] = [
         "resp-truncate-inside",
         "cut a stream inside a chunk",
         FINAL,
-        "client",
+        Target.CLIENT,
         on_response=_sealed_response(_cut_inside),
     ),
     Attack(
-        "resp-reorder", "swap two sealed chunks", AEAD, "client", on_response=_edit_chunks(_swap)
+        "resp-reorder",
+        "swap two sealed chunks",
+        AEAD,
+        Target.CLIENT,
+        on_response=_edit_chunks(_swap),
     ),
     Attack(
         "resp-duplicate",
         "repeat a sealed chunk",
         AEAD,
-        "client",
+        Target.CLIENT,
         on_response=_edit_chunks(_duplicate),
     ),
     Attack(
         "resp-drop",
         "drop a sealed chunk in the middle",
         AEAD,
-        "client",
+        Target.CLIENT,
         on_response=_edit_chunks(_drop_middle),
     ),
     Attack(
         "resp-replayed",
         "answer with another request's sealed response",
         AEAD,
-        "client",
+        Target.CLIENT,
         run=_replayed_response,
     ),
     Attack(
         "resp-swapped",
         "swap the sealed responses of two concurrent requests",
         AEAD,
-        "client",
+        Target.CLIENT,
         run=_swapped_concurrent,
     ),
     Attack(
         "plaintext-json",
         "substitute a plaintext 200 JSON answer",
         AEAD,
-        "client",
+        Target.CLIENT,
         on_response=_sealed_response(_plaintext_json),
         stream=False,
     ),
@@ -852,14 +883,14 @@ CATALOGUE: list[Attack] = [
         "plaintext-sse",
         "substitute a plaintext SSE stream",
         AEAD,
-        "client",
+        Target.CLIENT,
         on_response=_sealed_response(_plaintext_sse),
     ),
     Attack(
         "status-rewrite",
         "rewrite the status 200 -> 201",
         AEAD,
-        "client",
+        Target.CLIENT,
         on_response=_sealed_response(_status(201)),
         stream=False,
         ehbp_limit=True,
@@ -868,18 +899,18 @@ CATALOGUE: list[Attack] = [
         "header-forge",
         "forge a Sealgate-Verified-Enclave response header",
         "forge a `Sealgate-*` header the caller takes for the SDK's",
-        "client",
+        Target.CLIENT,
         on_response=_sealed_response(_forge_header),
-        expect="intact",
+        expect=Expect.INTACT,
         ehbp_limit=True,
     ),
     Attack(
         "req-inject",
         "inject Authorization, headers and query into the outer request",
         INNER,
-        "client",
+        Target.CLIENT,
         on_request=_sealed_request(_inject_headers),
-        expect="intact",
+        expect=Expect.INTACT,
         stream=False,
         ehbp_limit=True,
     ),
@@ -887,9 +918,9 @@ CATALOGUE: list[Attack] = [
         "req-target",
         "rewrite the outer request target",
         INNER,
-        "client",
+        Target.CLIENT,
         on_request=_sealed_request(_rewrite_target),
-        expect="intact",
+        expect=Expect.INTACT,
         stream=False,
         ehbp_limit=True,
     ),
@@ -897,16 +928,16 @@ CATALOGUE: list[Attack] = [
         "req-bitflip",
         "flip one bit of the sealed request",
         INNER,
-        "client",
+        Target.CLIENT,
         on_request=_sealed_request(_flip_request),
-        expect="intact",
+        expect=Expect.INTACT,
         stream=False,
     ),
     Attack(
         "downgrade",
         "refuse the native endpoint to force a weaker mode",
         "the SDK never falls back from the native mode by itself",
-        "client",
+        Target.CLIENT,
         on_request=_downgrade,
         ehbp_applicable=False,
         stream=False,
@@ -915,9 +946,9 @@ CATALOGUE: list[Attack] = [
         "dir-unbound-key",
         "directory lists a key not bound in evidence",
         KEYS,
-        "client",
+        Target.CLIENT,
         on_response=_directory(_unbound_key),
-        expect="no-send",
+        expect=Expect.NO_SEND,
         stream=False,
         ehbp_applicable=False,
     ),
@@ -925,9 +956,9 @@ CATALOGUE: list[Attack] = [
         "dir-swapped",
         "directory swaps two enclaves' documents",
         KEYS,
-        "client",
+        Target.CLIENT,
         on_response=_directory(_swap_documents),
-        expect="no-send",
+        expect=Expect.NO_SEND,
         stream=False,
         ehbp_applicable=False,
     ),
@@ -935,9 +966,9 @@ CATALOGUE: list[Attack] = [
         "dir-foreign-root",
         "directory carries a foreign attestation root",
         KEYS,
-        "client",
+        Target.CLIENT,
         on_response=_directory(_foreign_root),
-        expect="no-send",
+        expect=Expect.NO_SEND,
         stream=False,
         ehbp_applicable=False,
     ),
@@ -945,9 +976,9 @@ CATALOGUE: list[Attack] = [
         "dir-stale",
         "directory carries emptied/stale evidence",
         KEYS,
-        "client",
+        Target.CLIENT,
         on_response=_directory(_stale),
-        expect="no-send",
+        expect=Expect.NO_SEND,
         stream=False,
         ehbp_applicable=False,
     ),
@@ -955,9 +986,9 @@ CATALOGUE: list[Attack] = [
         "dir-garbage",
         "directory with NaN, oversize and garbage fields",
         KEYS,
-        "client",
+        Target.CLIENT,
         on_response=_directory(_garbage),
-        expect="no-send",
+        expect=Expect.NO_SEND,
         stream=False,
         ehbp_applicable=False,
     ),
@@ -965,7 +996,7 @@ CATALOGUE: list[Attack] = [
         "dir-other-measurement",
         "directory serves genuine evidence (trusted root) of other code",
         KEYS,
-        "client",
+        Target.CLIENT,
         run=_other_measurement,
         ehbp_applicable=False,
     ),
@@ -973,23 +1004,23 @@ CATALOGUE: list[Attack] = [
         "key-substitution",
         "serve the gateway's own key at /.well-known/hpke-keys",
         KEYS,
-        "client",
+        Target.CLIENT,
         on_request=_substitute_key,
-        expect="no-send",
+        expect=Expect.NO_SEND,
         stream=False,
     ),
     Attack(
         "fake-503",
         "answer every sealed request with a forged 503",
         "drop, delay or cut a response (never more); retries are bounded",
-        "client",
+        Target.CLIENT,
         run=_fake_503_loop,
     ),
     Attack(
         "fake-421",
         "answer every sealed request with a forged 421",
         "drop, delay or cut a response (never more); retries are bounded",
-        "client",
+        Target.CLIENT,
         on_request=_fake_refusal(421),
         stream=False,
     ),
@@ -997,7 +1028,7 @@ CATALOGUE: list[Attack] = [
         "fake-422",
         "answer every sealed request with a forged 422",
         "drop, delay or cut a response (never more); retries are bounded",
-        "client",
+        Target.CLIENT,
         on_request=_fake_refusal(422),
         stream=False,
     ),
@@ -1005,35 +1036,35 @@ CATALOGUE: list[Attack] = [
         "replay-enclave",
         "replay a captured request three times",
         "get a request processed twice",
-        "client",
+        Target.CLIENT,
         run=_replay_at_enclave,
     ),
     Attack(
         "token-lengths",
         "observe chunk sizes of two different answers",
         "sizes rounded up to padding buckets; chunk count leaks (known limit)",
-        "client",
+        Target.CLIENT,
         run=_token_lengths,
     ),
     Attack(
         "leak-wire",
         "look for the prompt and Authorization on the wire",
         "read ... headers (`Authorization` included), the body",
-        "client",
+        Target.CLIENT,
         run=_plaintext_on_the_wire,
     ),
     Attack(
         "leak-errors",
         "look for the prompt in exception text",
         "secrets never in errors",
-        "client",
+        Target.CLIENT,
         run=_leak_in_errors,
     ),
     Attack(
         "leak-logs",
         "look for the prompt and Authorization in the SDK's and the gateway's logs",
         "secrets never in logs",
-        "client",
+        Target.CLIENT,
         run=_leak_in_logs,
         ehbp_applicable=False,
     ),
@@ -1041,35 +1072,35 @@ CATALOGUE: list[Attack] = [
         "gw-smuggling",
         "HTTP smuggling and desync payloads (CL.TE, TE.CL, ...)",
         "bad network input gets a 4xx, never a desync",
-        "gateway",
+        Target.GATEWAY,
         run=_smuggling,
     ),
     Attack(
         "gw-malformed",
         "malformed sealed bodies",
         "bad network input gets a 4xx",
-        "gateway",
+        Target.GATEWAY,
         run=_malformed_sealed,
     ),
     Attack(
         "gw-oversize",
         "oversize request head",
         "bad network input gets a 4xx",
-        "gateway",
+        Target.GATEWAY,
         run=_oversize,
     ),
     Attack(
         "gw-nonce-flood",
         "fresh-nonce attestation flood",
         "nonce floods are rate-limited",
-        "gateway",
+        Target.GATEWAY,
         run=_nonce_flood,
     ),
     Attack(
         "gw-slowloris",
         "slowloris: heads dripped a line a second",
         "slow heads are closed at the header deadline",
-        "gateway",
+        Target.GATEWAY,
         run=_slowloris,
         slow=True,
     ),
@@ -1077,7 +1108,7 @@ CATALOGUE: list[Attack] = [
         "gw-slow-body",
         "slow body: one byte a second",
         "a slow body cannot hold a connection past the body deadline",
-        "gateway",
+        Target.GATEWAY,
         run=_slow_body,
         slow=True,
     ),
@@ -1085,7 +1116,7 @@ CATALOGUE: list[Attack] = [
         "enclave-garbage",
         "garbage sealed body straight to an enclave",
         "bad network input gets a 4xx",
-        "enclave",
+        Target.ENCLAVE,
         run=_enclave_garbage,
     ),
 ]

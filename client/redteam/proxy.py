@@ -17,14 +17,16 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from ...protocol.public.modes import EHBP
+from ...protocol.public.paths import OHTTP_GATEWAY
 from ...protocol.public.varint import decode_varint, encode_varint
+from ..headers import NOT_FORWARDED
 
 __all__ = ["AdversarialProxy", "Exchange", "split_chunks", "join_chunks", "SEALED_PATH"]
 
-SEALED_PATH = "/.well-known/ohttp-gateway"
+SEALED_PATH = OHTTP_GATEWAY
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 32 * 1024 * 1024
-_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive", "host"}
 # RFC 9458 §4.4: the response nonce is max(Nn, Nk) bytes; by AEAD id (RFC 9180 §7.3).
 _NONCE = {1: 16, 2: 32, 3: 32}
 
@@ -60,7 +62,7 @@ class Exchange:
     @property
     def sealed(self) -> bool:
         return self.path == SEALED_PATH or any(
-            k.lower() == "ehbp-encapsulated-key" for k in self.headers
+            k.lower() == EHBP.encapsulated_key_header.lower() for k in self.headers
         )
 
     def answer(self, status: int, body: bytes, content_type: str = "application/json") -> None:
@@ -232,7 +234,7 @@ class AdversarialProxy:
         if self.on_request is not None:
             await _call(self.on_request, exchange)
         if not exchange.answered:
-            outgoing = {k: v for k, v in exchange.headers.items() if k.lower() not in _HOP}
+            outgoing = {k: v for k, v in exchange.headers.items() if k.lower() not in NOT_FORWARDED}
             try:
                 upstream = await self._client.request(
                     exchange.method,
@@ -245,7 +247,7 @@ class AdversarialProxy:
             else:
                 exchange.status = upstream.status_code
                 exchange.response_headers = {
-                    k: v for k, v in upstream.headers.items() if k.lower() not in _HOP
+                    k: v for k, v in upstream.headers.items() if k.lower() not in NOT_FORWARDED
                 }
                 exchange.response_body = upstream.content
         if self.on_response is not None:
@@ -255,7 +257,7 @@ class AdversarialProxy:
     async def _write(writer: asyncio.StreamWriter, exchange: Exchange) -> None:
         head = [f"HTTP/1.1 {exchange.status} X"]
         for name, value in exchange.response_headers.items():
-            if name.lower() not in _HOP and name.lower() != "content-encoding":
+            if name.lower() not in NOT_FORWARDED and name.lower() != "content-encoding":
                 head.append(f"{name}: {value}")
         head += [f"content-length: {len(exchange.response_body)}", "connection: close", "", ""]
         body = exchange.response_body

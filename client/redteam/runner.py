@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 
+from ...protocol.public.headers import KEY_ID
+from ...protocol.public.paths import ATTESTATION
 from ..errors import SealgateError
 from ..policy import Policy
 from .catalogue import (
@@ -29,9 +31,11 @@ from .catalogue import (
     SECRET,
     Attack,
     Context,
+    Expect,
     Outcome,
     Reply,
     Result,
+    Target,
     short,
 )
 from .proxy import AdversarialProxy
@@ -191,13 +195,13 @@ def classify(attack: Attack, ctx: Context) -> Result:
         return Result(Outcome.NOT_CAUGHT, f"crashed: {short(reply.detail, 90)}")
     limit = Outcome.LIMIT if subject.ehbp and attack.ehbp_limit else Outcome.NOT_CAUGHT
     expected = f"You said: {prompt}"
-    if attack.on_response is not None and attack.expect == "refuse":
+    if attack.on_response is not None and attack.expect is Expect.REFUSE:
         applied = [e for e in proxy.exchanges if APPLIED in e.headers]
         if not applied:
             return Result(
                 Outcome.NOT_APPLICABLE, f"nothing to tamper with ({short(reply.detail, 60)})"
             )
-    if attack.expect == "refuse":
+    if attack.expect is Expect.REFUSE:
         if reply.status == "ok":
             return Result(limit, f"accepted tampered data: {reply.text[-50:]!r}")
         return Result(Outcome.CAUGHT, f"refused: {short(reply.detail, 90)}")
@@ -209,11 +213,11 @@ def classify(attack: Attack, ctx: Context) -> Result:
                 "EHBP leaves method, path and headers unprotected: the "
                 f"rewritten request reached the enclave (status {forwarded[-1].status})",
             )
-    if attack.expect == "no-send":
+    if attack.expect is Expect.NO_SEND:
         forged = [
             e
             for e in proxy.exchanges
-            if e.headers.get("Sealgate-Key-Id") in (FORGED_KEY, GATEWAY_KEY)
+            if e.headers.get(KEY_ID) in (FORGED_KEY, GATEWAY_KEY)
             or "x-redteam-sealed-to-gateway" in e.headers
         ]
         if forged:
@@ -237,9 +241,12 @@ def classify(attack: Attack, ctx: Context) -> Result:
     return Result(limit, what)
 
 
-def run_attacks(ctx: Context, attacks: Iterable[Attack], targets: set[str]) -> list[Row]:
+def run_attacks(
+    ctx: Context, attacks: Iterable[Attack], targets: Iterable[Target | str]
+) -> list[Row]:
     """Rows in catalogue order; attacks waiting on server deadlines run in the background."""
-    chosen = [a for a in attacks if a.target in targets]
+    wanted = {Target(t) for t in targets}
+    chosen = [a for a in attacks if a.target in wanted]
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         background = {a.id: pool.submit(_one, a, ctx) for a in chosen if a.slow}
         rows = {a.id: _one(a, ctx) for a in chosen if not a.slow}
@@ -248,12 +255,12 @@ def run_attacks(ctx: Context, attacks: Iterable[Attack], targets: set[str]) -> l
 
 
 def _one(attack: Attack, ctx: Context) -> Row:
-    subject = ctx.subject.name if attack.target == "client" and ctx.subject else attack.target
+    subject = ctx.subject.name if attack.target is Target.CLIENT and ctx.subject else attack.target
     try:
-        result = classify(attack, ctx) if attack.target == "client" else _direct(attack, ctx)
+        result = classify(attack, ctx) if attack.target is Target.CLIENT else _direct(attack, ctx)
     except Exception as error:  # noqa: BLE001 - a broken attack is a row, not a crash
         result = Result(Outcome.NOT_CAUGHT, f"attack error {type(error).__name__}: {error}")
-    if ctx.proxy is not None and ctx.proxy.errors and attack.target == "client":
+    if ctx.proxy is not None and ctx.proxy.errors and attack.target is Target.CLIENT:
         result = Result(Outcome.NOT_CAUGHT, f"attack error in the proxy: {ctx.proxy.errors[0]}")
     return Row(attack, subject, result)
 
@@ -341,7 +348,7 @@ def _other_code(fleet: Any) -> Iterator[dict[str, Any] | None]:
                 if proc.poll() is not None:
                     break
                 try:
-                    response = httpx.get(url + "/.well-known/sealgate-attestation", timeout=1)
+                    response = httpx.get(url + ATTESTATION, timeout=1)
                     if response.status_code == 200:
                         document = response.json()
                         break
@@ -370,23 +377,19 @@ def run_local(
     progress("starting a local fleet (3 enclaves, a gateway) and the adversarial gateway")
     with local_adversary() as (ctx, fleet):
         if client_cmd is not None:
-            from ...enclave.attesters import measure_software
-
             ctx.subject = CommandSubject(
                 ADAPTERS.get(client_cmd, client_cmd),
                 env={
                     "SEALGATE_REDTEAM_ROOT": fleet.root_public_key.hex(),
-                    "SEALGATE_REDTEAM_MEASUREMENT": measure_software(
-                        fleet.engine_description()
-                    ).hex(),
+                    "SEALGATE_REDTEAM_MEASUREMENT": fleet.measurement(),
                 },
                 name=client_cmd if client_cmd in ADAPTERS else "client command",
             )
             progress(f"attacking {ctx.subject.name} through the adversarial gateway")
-            return run_attacks(ctx, attacks, {"client"})
+            return run_attacks(ctx, attacks, {Target.CLIENT})
         ctx.subject = SdkSubject(fleet.policy(), factory)
         progress("attacking the sealgate SDK, the gateway and the enclaves")
-        return run_attacks(ctx, attacks, {"client", "gateway", "enclave"})
+        return run_attacks(ctx, attacks, set(Target))
 
 
 def run_remote(
@@ -404,6 +407,6 @@ def run_remote(
     ctx = Context(
         None, gateway, [enclave] if enclave else [], max_requests=max_requests, deadline=deadline
     )
-    targets = {name for name, url in (("gateway", gateway), ("enclave", enclave)) if url}
+    targets = {name for name, url in ((Target.GATEWAY, gateway), (Target.ENCLAVE, enclave)) if url}
     attacks = [a for a in CATALOGUE if only is None or a.id in only]
     return run_attacks(ctx, attacks, targets)

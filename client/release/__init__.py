@@ -10,9 +10,12 @@ into the client's expected measurements.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..measurement import ExpectedMeasurement
 from .predicates import SEALGATE_IMAGE, TINFOIL_MULTIPLATFORM, PredicateError, sealgate_predicate
 from .sources import BundleSource, GitHubAttestations, LocalBundles, read_bundle_file
 from .verify import GITHUB_ISSUER, Release, ReleaseError, check_statement, verify_release
@@ -31,6 +34,7 @@ __all__ = [
     "load_release",
     "read_bundle_file",
     "sealgate_predicate",
+    "trusted_for",
     "verify_release",
 ]
 
@@ -68,3 +72,28 @@ def load_release(
     return verify_release(
         bundle_data, repo=repo, digest=digest, workflow=workflow, tag_pattern=tag_pattern
     )
+
+
+def trusted_for(
+    measurements: Iterable[ExpectedMeasurement], models: Iterable[str], repository: str
+) -> list[ExpectedMeasurement]:
+    """A release's measurements, trusted for ``models``; ``ReleaseError`` if it lists others.
+
+    A release whose predicate names no models (Tinfoil's) is one model per repository:
+    it is trusted for exactly the models mapped to it.
+    """
+    wanted = list(models)
+    trusted = []
+    for measurement in measurements:
+        listed = measurement.models
+        missing = [] if listed is None else [m for m in wanted if m not in listed]
+        if missing:
+            raise ReleaseError(
+                "models",
+                f"the release of {repository} lists {', '.join(sorted(listed or ()))}, not "
+                f"{', '.join(missing)}: map {'it' if len(missing) == 1 else 'them'} to the "
+                "repository that releases an image serving "
+                f"{'it' if len(missing) == 1 else 'them'}",
+            )
+        trusted.append(replace(measurement, models=frozenset(wanted)))
+    return trusted

@@ -12,7 +12,7 @@
      "measurements": {"sev-snp": {"measurement": "..."},
                       "tdx": {"mrtd": "...", "rtmr1": "...", "rtmr2": "..."}}}
 
-Both map to the client's :class:`~sealgate.client.policy.ExpectedMeasurement`; a
+Both map to the client's :class:`~sealgate.client.measurement.ExpectedMeasurement`; a
 sealgate predicate's ``models`` become its ``models`` (Tinfoil's names none: one model
 per repository, assigned by ``Policy.from_releases``).
 """
@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..policy import ExpectedMeasurement
+from ..measurement import ExpectedMeasurement
 
 __all__ = [
     "TINFOIL_MULTIPLATFORM",

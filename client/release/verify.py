@@ -25,8 +25,9 @@ from typing import Any
 
 from cryptography import x509
 
+from ..der import UTF8_STRING, DerError, read_tlv
 from ..errors import SealgateError
-from ..policy import ExpectedMeasurement
+from ..measurement import ExpectedMeasurement
 from .predicates import PredicateError, measurements_from_predicate
 
 __all__ = ["Release", "ReleaseError", "verify_release", "check_statement", "GITHUB_ISSUER"]
@@ -84,7 +85,7 @@ class Release:
 
 
 def _fulcio_ext(cert: x509.Certificate, number: int) -> str | None:
-    """A Fulcio extension: v2 (DER UTF8String) at ``number``, raw v1 values otherwise."""
+    """A Fulcio extension: v2 (a DER UTF8String) at ``number`` >= 8, raw v1 values below."""
     try:
         value = cert.extensions.get_extension_for_oid(
             x509.ObjectIdentifier(f"{_FULCIO}{number}")
@@ -92,13 +93,19 @@ def _fulcio_ext(cert: x509.Certificate, number: int) -> str | None:
     except x509.ExtensionNotFound:
         return None
     raw = value.value if isinstance(value, x509.UnrecognizedExtension) else b""
-    if number >= 8 and len(raw) >= 2 and raw[0] == 0x0C:
-        length, start = raw[1], 2
-        if length & 0x80:
-            count = length & 0x7F
-            length, start = int.from_bytes(raw[2 : 2 + count], "big"), 2 + count
-        return raw[start : start + length].decode()
-    return raw.decode()
+    try:
+        if number < 8:
+            return raw.decode()
+        tag, text, end = read_tlv(raw)
+        if tag != UTF8_STRING:
+            raise DerError(f"tag {tag:#04x} where a UTF8String belongs")
+        if end != len(raw):
+            raise DerError("bytes after the UTF8String")
+        return text.decode()
+    except (DerError, UnicodeDecodeError) as exc:
+        raise ReleaseError(
+            "signing certificate", f"Fulcio extension {number} is malformed ({exc})"
+        ) from None
 
 
 def _identity_checks(

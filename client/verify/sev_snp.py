@@ -26,6 +26,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from sealgate.protocol.evidence.attestation import AttestationDocument
 
+from ..der import (
+    IA5_STRING,
+    INTEGER,
+    OCTET_STRING,
+    DerError,
+    certificate_signature_algorithms,
+    decode_int,
+    read_tlv,
+)
 from ..errors import (
     CertificateChainError,
     EvidenceFormatError,
@@ -36,7 +45,6 @@ from ..errors import (
 from ..policy import Policy, SnpPolicy
 from ..verification import Verification
 from .base import PlatformEvidence
-from .der import certificate_signature_algorithms
 
 __all__ = [
     "SnpReport",
@@ -225,16 +233,19 @@ def load_vcek(data: bytes) -> x509.Certificate:
 
 def _der_value(raw: bytes) -> bytes | int | str:
     """Decode the small DER values AMD puts in VCEK extensions (INTEGER, IA5String, OCTET STRING)."""
-    if len(raw) >= 2 and raw[0] in (0x02, 0x04, 0x16) and raw[1] < 0x80 and len(raw) == raw[1] + 2:
-        body = raw[2:]
-        if raw[0] == 0x02:
-            return int.from_bytes(body, "big", signed=True)
-        if raw[0] == 0x16:
-            if not body.isascii():
-                raise ValueError("an IA5String extension holds non-ASCII bytes")
-            return body.decode("ascii")
-        return body
-    return raw  # hwID is stored as raw bytes
+    try:
+        tag, body, end = read_tlv(raw)
+    except DerError:
+        return raw  # hwID is stored as raw bytes
+    if end != len(raw) or tag not in (INTEGER, OCTET_STRING, IA5_STRING):
+        return raw
+    if tag == INTEGER:
+        return decode_int(body, signed=True)
+    if tag == IA5_STRING:
+        if not body.isascii():
+            raise ValueError("an IA5String extension holds non-ASCII bytes")
+        return body.decode("ascii")
+    return body
 
 
 def _extensions(cert: x509.Certificate) -> dict[str, bytes | int | str]:

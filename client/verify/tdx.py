@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import NameOID
 from sealgate.protocol.evidence.attestation import AttestationDocument
 
+from ..der import DerError, certificate_signature_algorithms, decode_int, oid_map, read_tlv
 from ..errors import (
     CertificateChainError,
     EvidenceFormatError,
@@ -47,7 +48,6 @@ from ..errors import (
 from ..policy import Policy, TdxPolicy
 from ..verification import Verification
 from .base import PlatformEvidence
-from .der import DerError, certificate_signature_algorithms, decode_int, oid_map, read_tlv
 
 __all__ = [
     "TdxQuote",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import datetime as dt
 import json
 import struct
 import time
@@ -17,10 +16,7 @@ import tracemalloc
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from sealgate.client import (
     ENCLAVE_HEADER,
     Fleet,
@@ -40,6 +36,7 @@ from sealgate.protocol.public.problem import PROBLEMS
 from sealgate.protocol.sealing.hpke import PrivateKey
 from starlette.responses import Response
 
+from .certs import self_signed
 from .conftest import Tamperer
 from .hostile import Endless, Fixed, HostileServer
 
@@ -56,29 +53,13 @@ def _policy(fleet) -> Policy:
 
 def _snp_document_with_malformed_vcek() -> dict[str, object]:
     """An SEV-SNP document whose VCEK parses as a certificate but has a corrupt extension."""
-    key = ec.generate_private_key(ec.SECP384R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "SEV-VCEK")])
-    now = dt.datetime.now(dt.UTC)
-    vcek = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        # basicConstraints whose value is not DER: parsing the extensions fails
-        .add_extension(
-            x509.UnrecognizedExtension(x509.ObjectIdentifier("2.5.29.19"), b"\xff\xff"),
-            critical=False,
-        )
-        .add_extension(
-            x509.UnrecognizedExtension(
-                x509.ObjectIdentifier("1.3.6.1.4.1.3704.1.2"), b"\x16\x05Milan"
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA384())
+    vcek = self_signed(
+        "SEV-VCEK",
+        [
+            # basicConstraints whose value is not DER: parsing the extensions fails
+            ("2.5.29.19", b"\xff\xff"),
+            ("1.3.6.1.4.1.3704.1.2", b"\x16\x05Milan"),
+        ],
     )
     report = bytearray(1184)
     struct.pack_into("<I", report, 0, 2)  # version 2

@@ -23,7 +23,10 @@ from sealgate.client.release import (
 from sealgate.client.release.predicates import measurements_from_predicate
 from sealgate.client.verify.sev_snp import SnpReport
 
+from .certs import self_signed
+
 REPO = "tinfoilsh/confidential-model-router"
+FULCIO = "1.3.6.1.4.1.57264.1."
 
 
 @pytest.fixture(autouse=True)
@@ -286,3 +289,20 @@ def test_a_sealgate_release_is_trusted_only_for_models_it_lists():
     with pytest.raises(ReleaseError) as caught:
         trusted_for(measurements, ["a", "c"], "org/x")
     assert caught.value.check == "models" and "lists a, b, not c" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"\x0c\x05ab", b"\x0c\x02\xff\xfe", b"\x13\x02ab", b"\x0c\x02abcd", b"\x0c\x85\x00"],
+    ids=["truncated", "not-utf8", "not-a-utf8string", "trailing-bytes", "bad-length"],
+)
+def test_a_malformed_fulcio_v2_extension_is_a_release_error(value):
+    from sealgate.client.release.verify import _fulcio_ext
+
+    cert = self_signed("fulcio-test", [(f"{FULCIO}8", value)])
+    with pytest.raises(ReleaseError) as excinfo:
+        _fulcio_ext(cert, 8)
+    assert excinfo.value.check == "signing certificate"
+    issuer = b"https://issuer.example/abcdef"
+    good = self_signed("fulcio-test", [(f"{FULCIO}8", bytes([0x0C, len(issuer)]) + issuer)])
+    assert _fulcio_ext(good, 8) == issuer.decode()

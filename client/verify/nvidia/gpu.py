@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509 import ocsp
 
+from ...der import OCTET_STRING, DerError, read_tlv
 from ...errors import (
     CertificateChainError,
     EvidenceFormatError,
@@ -43,7 +44,6 @@ from ...errors import (
 )
 from ...policy import GpuPolicy
 from ...verification import Verification
-from ..der import DerError, read_tlv
 from .rim import Rim, RimSignatureUnavailable, rim_certificates, verify_rim
 from .spdm import GpuReport
 
@@ -199,7 +199,7 @@ def _fwids(cert: x509.Certificate) -> set[bytes]:
             tag, value, offset = read_tlv(data, offset)
             if tag & 0x20:
                 walk(value)
-            elif tag == 0x04 and len(value) == 48:
+            elif tag == OCTET_STRING and len(value) == 48:
                 found.add(value)
 
     for ext in cert.extensions:

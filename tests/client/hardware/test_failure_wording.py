@@ -11,8 +11,8 @@ import pytest
 from rich.console import Console
 from sealgate.client import SnpPolicy, TdxPolicy, Verification
 from sealgate.client.cli.report import render_verifications
+from sealgate.client.der import read_tlv
 from sealgate.client.errors import VerificationError
-from sealgate.client.verify.der import read_tlv
 from sealgate.client.verify.sev_snp import verify_snp
 from sealgate.client.verify.tdx import Collateral, TdxQuote, check_td_policy, verify_tdx
 

@@ -131,7 +131,7 @@ def test_turin_vcek_chains_to_the_shipped_turin_root(vectors):
 
 def _with_outer_algorithm(vcek: bytes, algorithm: bytes) -> bytes:
     """The certificate with its outer signatureAlgorithm replaced (outer length fixed up)."""
-    from sealgate.client.verify.der import read_tlv
+    from sealgate.client.der import read_tlv
 
     _, body, _ = read_tlv(vcek)
     _, _, tbs_end = read_tlv(body)
@@ -156,7 +156,7 @@ def test_outer_signature_algorithm_must_equal_the_signed_one(genoa):
 
 
 def _outer_algorithm(vcek: bytes) -> bytes:
-    from sealgate.client.verify.der import certificate_signature_algorithms
+    from sealgate.client.der import certificate_signature_algorithms
 
     return certificate_signature_algorithms(vcek)[1]
 
