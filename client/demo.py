@@ -26,7 +26,7 @@ from types import TracebackType
 import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sealgate.protocol.public.logs import LogFields
+from sealgate.protocol.public.logs import GATEWAY_ACCESS_LOGGER, LogFields
 from sealgate.protocol.public.paths import HEALTH
 
 from .errors import SealgateError
@@ -37,7 +37,7 @@ __all__ = ["ACCESS_LOGGER", "DemoError", "DemoFleet", "access_record"]
 
 #: The gateway's access log: one JSON line per request, event ``request`` (see
 #: :mod:`sealgate.protocol.public.logs`); only routing metadata.
-ACCESS_LOGGER = "sealgate.gateway.access"
+ACCESS_LOGGER = GATEWAY_ACCESS_LOGGER
 _MEASUREMENT_SIZE = 48  # SHA-384
 
 

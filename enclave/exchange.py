@@ -9,10 +9,13 @@ method and path, key id, sizes, statuses, timing), never a sealed path, header o
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import logging
 import os
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -21,6 +24,7 @@ from sealgate.protocol.public.logs import LogFields, fields
 from sealgate.protocol.public.problem import PROBLEMS, Problem
 from sealgate.protocol.sealing.ehbp_response import ResponseEncoder
 
+from .http import Receive
 from .metrics import EnclaveMetrics
 
 __all__ = [
@@ -32,6 +36,7 @@ __all__ = [
     "engine_outcome",
     "refusal_for",
     "retry_after",
+    "until_disconnect",
 ]
 
 log = logging.getLogger("sealgate.enclave.access")
@@ -162,3 +167,28 @@ def refusal_for(error: ProtocolError) -> Refused:
     if kind is PROBLEMS.KEY_CONFIG:
         detail += "; fetch the enclave's keys (re-attest) and encrypt again"
     return Refused(kind(detail), outcome)
+
+
+async def until_disconnect(receive: Receive, exchange: Awaitable[None], ex: Exchange) -> None:
+    """Run ``exchange``; cancel it (and so the engine request) if the client goes away."""
+    gone = asyncio.Event()
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+
+    streaming = asyncio.ensure_future(exchange)
+    watcher = asyncio.create_task(watch())
+    try:
+        await asyncio.wait({streaming, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        # After the whole response was handed over, "disconnect" is the normal end.
+        if not streaming.done() and not ex.sent_all:
+            streaming.cancel()
+            ex.outcome = Outcome.CLIENT_DISCONNECTED
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        with contextlib.suppress(asyncio.CancelledError):
+            await streaming

@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -79,6 +79,7 @@ from .exchange import (
     Refused,
     engine_outcome,
     refusal_for,
+    until_disconnect,
 )
 from .handler import ModeHandler
 from .http import Receive, Scope, Send, forwardable_request_headers, send_problem
@@ -480,7 +481,7 @@ class NativeGateway(ModeHandler):
             return
         assert inner.head is not None
         with self.slots.held():
-            await _until_disconnect(
+            await until_disconnect(
                 receive,
                 self._forward(inner, inner.head, bytes(inner.body), send, ex),
                 ex,
@@ -646,28 +647,3 @@ async def _send_keys(send: Send, configs: bytes) -> None:
     ]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": configs, "more_body": False})
-
-
-async def _until_disconnect(receive: Receive, exchange: Awaitable[None], ex: Exchange) -> None:
-    """Run ``exchange``; cancel it (and so the engine request) if the client goes away."""
-    gone = asyncio.Event()
-
-    async def watch() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        gone.set()
-
-    streaming = asyncio.ensure_future(exchange)
-    watcher = asyncio.create_task(watch())
-    try:
-        await asyncio.wait({streaming, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-        # After the whole response was handed over, "disconnect" is the normal end.
-        if not streaming.done() and not ex.sent_all:
-            streaming.cancel()
-            ex.outcome = Outcome.CLIENT_DISCONNECTED
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-        with contextlib.suppress(asyncio.CancelledError):
-            await streaming

@@ -20,8 +20,6 @@ overloaded refusal on another enclave.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -41,7 +39,16 @@ from sealgate.protocol.sealing.padding import SsePadder, is_json, json_padding
 
 from .engines import EngineError, EngineTimeout
 from .engines.encoding import identity_body
-from .exchange import Carrier, ClientGone, Exchange, Outcome, Refused, engine_outcome, refusal_for
+from .exchange import (
+    Carrier,
+    ClientGone,
+    Exchange,
+    Outcome,
+    Refused,
+    engine_outcome,
+    refusal_for,
+    until_disconnect,
+)
 from .handler import ModeHandler
 from .http import Receive, Scope, Send, forwardable_request_headers, send_problem
 
@@ -202,30 +209,11 @@ class SealedProxy(ModeHandler):
             else (f"{scope['path']}?{scope['query_string'].decode('latin-1')}")
         )
         headers = forwardable_request_headers(scope["headers"], len(body))
-        disconnected = asyncio.Event()
-
-        async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            disconnected.set()
-
-        streaming = asyncio.create_task(
-            self._stream(scope["method"], target, headers, body, encoder, send, ex, sealed)
+        await until_disconnect(
+            receive,
+            self._stream(scope["method"], target, headers, body, encoder, send, ex, sealed),
+            ex,
         )
-        watcher = asyncio.create_task(watch())
-        try:
-            await asyncio.wait({streaming, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watcher.cancel()
-            # Once the whole response was handed over, the server reports "disconnect" on
-            # receive(); that is the normal end, not a client leaving mid-stream.
-            if not streaming.done() and not ex.sent_all:
-                streaming.cancel()  # client went away: cancel the engine request too
-                ex.outcome = "client_disconnected"
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-            with contextlib.suppress(asyncio.CancelledError):
-                await streaming
 
     def _ehbp_padding(
         self, sealed: bool, content_type: bytes

@@ -47,7 +47,7 @@ import httptools
 from sealgate.protocol.public import paths
 from sealgate.protocol.public.errors import ProtocolError
 from sealgate.protocol.public.headers import KEY_ID, ROUTE_TAG, wire
-from sealgate.protocol.public.logs import fields
+from sealgate.protocol.public.logs import GATEWAY_ACCESS_LOGGER, fields
 from sealgate.protocol.public.modes import EHBP
 from sealgate.protocol.public.multi_header import MAX_CANDIDATES, MAX_WRAPPED_KEY, MultiHeader
 from sealgate.protocol.public.multi_header import MEDIA_TYPE as MULTI_MEDIA_TYPE
@@ -65,7 +65,7 @@ from .ratelimit import NonceLimiter
 __all__ = ["ClientConnection", "DataPlane", "Exchange", "UpstreamConnection", "UpstreamPool"]
 
 log = logging.getLogger("sealgate.gateway.routing")
-access_log = logging.getLogger("sealgate.gateway.access")
+access_log = logging.getLogger(GATEWAY_ACCESS_LOGGER)
 
 _KEY_ID = wire(KEY_ID)
 _ROUTE_TAG = wire(ROUTE_TAG)

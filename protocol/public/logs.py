@@ -21,9 +21,12 @@ import traceback
 from pathlib import Path
 from typing import IO, Any, TypedDict, Unpack
 
-__all__ = ["LogFields", "JsonLines", "configure", "fields"]
+__all__ = ["GATEWAY_ACCESS_LOGGER", "LogFields", "JsonLines", "configure", "fields"]
 
 _ATTRIBUTE = "sealgate_fields"
+
+#: The gateway's access log: one ``request`` line per exchange. The demo reads it back.
+GATEWAY_ACCESS_LOGGER = "sealgate.gateway.access"
 _FRAMES = 8
 
 
