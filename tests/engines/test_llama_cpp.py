@@ -16,6 +16,7 @@ import httpx
 import pytest
 from sealgate.client import ENCLAVE_HEADER, SecureClient
 from sealgate.client.errors import ResponseIntegrityError
+from sealgate.protocol.public.logs import JsonLines
 
 from .conftest import SealedLlama, sealed_llama
 from .llama_server import CHAT_MODEL, EMBEDDING_MODEL, LlamaServer
@@ -126,10 +127,10 @@ def test_context_length_exceeded_is_the_engines_400_sealed(through_sealgate: Sea
     assert error.response.headers[ENCLAVE_HEADER]  # opened by the SDK: it came sealed
     # The gateway saw a sealed exchange that succeeded (native mode seals the status
     # too) and nothing of the message.
-    records = [json.loads(r.getMessage()) for r in caplog.records]
+    records = [json.loads(JsonLines().format(r)) for r in caplog.records]
     chat = [r for r in records if r["path"] == "/.well-known/ohttp-gateway"]
     assert chat and all(r["status"] == 200 for r in chat)
-    assert "context length" not in caplog.text
+    assert "context length" not in "".join(JsonLines().format(r) for r in caplog.records)
 
 
 def test_the_engine_going_away_mid_stream_is_a_typed_error(fleet, own_llama: LlamaServer):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sealgate.gateway import Discovery
 from sealgate.protocol.evidence.attestation import AttestationDocument
+from sealgate.protocol.public.logs import JsonLines
 
 from ..sealed_http import sealed_request
 
@@ -166,8 +167,9 @@ def test_no_secret_crosses_or_is_logged_by_the_gateway(fleet, http, caplog):
     finally:
         front.close()
         behind.close()
+    # The lines exactly as the gateway writes them: the message and every structured field.
     logs = "\n".join(
-        r.getMessage() for r in caplog.records if r.name.startswith("sealgate.gateway")
+        JsonLines().format(r) for r in caplog.records if r.name.startswith("sealgate.gateway")
     )
     assert "sealgate.gateway" in "".join(r.name for r in caplog.records)  # the access log ran
     secret_answer_part = "You said: " + secret_prompt
