@@ -22,13 +22,11 @@ answer, after correcting the clock by the enclave's ``Date`` (RFC 9458 §6.9.2).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
 
-import anyio
-import httpx
 from sealgate.protocol.public.errors import MalformedProblem, ProtocolError
 from sealgate.protocol.public.headers import ENCAPSULATION_PREFIXES, KEY_ID
 from sealgate.protocol.public.keyconfig import KeyConfig
@@ -59,12 +57,9 @@ from sealgate.protocol.sealing.padding import (
 )
 from sealgate.protocol.sealing.replay import http_date, parse_http_date
 
-from .errors import (
-    ENCLAVE_ERROR_EXTENSION,
-    EnclaveError,
-    GatewayError,
-    ResponseIntegrityError,
-)
+from .drivers import AsyncExchangeTransport, ExchangeTransport
+from .errors import GatewayError, ResponseIntegrityError
+from .exchange import MAX_ERROR_BODY, Action, Attempt, Exchange, Opening, Retry, SealingCore
 from .fleet import Fleet, VerifiedEnclave
 from .headers import ENCAPSULATION, HOP, NOT_FORWARDED
 from .models import (
@@ -74,16 +69,15 @@ from .models import (
     is_models_listing,
     route_tag_header,
 )
-from .transport import (
-    _MAX_PLAINTEXT_ERROR,
-    ENCLAVE_HEADER,
-    _aread_capped,
-    _Core,
-    _ProblemCapture,
-    _read_capped,
-)
 
-__all__ = ["OHTTP", "GATEWAY_PATH", "NativeTransport", "AsyncNativeTransport"]
+__all__ = [
+    "OHTTP",
+    "GATEWAY_PATH",
+    "AsyncNativeTransport",
+    "NativeCore",
+    "NativeOpening",
+    "NativeTransport",
+]
 
 #: ``SecureClient(..., mode=OHTTP)`` selects the native mode.
 OHTTP = "ohttp"
@@ -98,14 +92,11 @@ _DROP_REQUEST = NOT_FORWARDED | {
 
 
 @dataclass(slots=True)
-class _NativeAttempt:
+class NativeAttempt(Attempt):
     """One sealed request. A multi-recipient one names its ``candidates`` (first =
     ``enclave``); ``enclave`` and ``key`` become the answering candidate once known."""
 
-    enclave: VerifiedEnclave
-    key: KeyConfig
     sealer: ChunkedRequestSealer | MultiRequestSealer
-    wire: bytes
     route_tag: bytes | None = None
     candidates: tuple[tuple[VerifiedEnclave, KeyConfig], ...] = ()
 
@@ -124,22 +115,33 @@ class _NativeAttempt:
         )
 
 
-class _Opening:
+class NativeOpening(Opening):
     """Sans-IO: outer body bytes -> the inner head and content pieces, authenticated."""
 
-    def __init__(self, attempt: _NativeAttempt) -> None:
+    def __init__(self, attempt: NativeAttempt) -> None:
+        super().__init__()
         self._attempt = attempt
         self._opener = attempt.sealer.response_opener()
         self._decoder = MessageDecoder(request=False)
         self.head: ResponseHead | None = None
         self.sse = False
+        #: The inner message's end was seen (the outer body may still have its last chunk).
         self.ended = False
 
-    def push(self, data: bytes) -> list[bytes]:
+    @property
+    def wants_more(self) -> bool:
+        """Until the inner head is known; a small problem that may ask for a retry, whole."""
+        if self.finished:
+            return False
+        if self.head is None:
+            return True
+        return _wants_whole_body(self.head) and sum(map(len, self.ready)) <= MAX_ERROR_BODY
+
+    def push(self, chunk: bytes) -> list[bytes]:
         try:
             out: list[bytes] = []
             opener = self._opener
-            for plaintext in opener.push(data):
+            for plaintext in opener.push(chunk):
                 if isinstance(opener, MultiResponseOpener) and opener.fingerprint is not None:
                     self._attempt.answered_by(opener.fingerprint)
                 out += self._events(self._decoder.push(plaintext))
@@ -183,8 +185,153 @@ def _field(head: ResponseHead, name: bytes) -> bytes:
     return next((v for k, v in head.headers if k.lower() == name), b"")
 
 
-class _NativeCore(_Core):
-    """Sealing into Binary HTTP + chunked OHTTP; refusal rules shared with the body-only modes."""
+def _is_problem(head: ResponseHead) -> bool:
+    return _field(head, b"content-type").split(b";")[0].strip() == PROBLEM_MEDIA_TYPE.encode()
+
+
+def _problem(head: ResponseHead, pieces: list[bytes]) -> Problem | None:
+    if not _is_problem(head):
+        return None
+    try:
+        return Problem.from_bytes(b"".join(pieces))
+    except MalformedProblem:
+        return None
+
+
+def _wants_whole_body(head: ResponseHead) -> bool:
+    """Small sealed problems that may trigger a retry are read to their end first."""
+    return head.status in (400, 503) and _is_problem(head)
+
+
+class NativeExchange(Exchange[NativeAttempt]):
+    """One request in the native mode: Binary HTTP sealed as chunked OHTTP."""
+
+    core: NativeCore
+
+    def __init__(self, core: NativeCore, http: ModuleType, request: Any, body: bytes) -> None:
+        super().__init__(core, http, request, body)
+        self._stale_retried = False
+
+    def seal(self) -> NativeAttempt:
+        core, request, route = self.core, self.request, self.route
+        chosen = core.fleet.choose_many(
+            core.recipients, self.exclude, model=route.model, tag=route.tag, post_quantum=True
+        )
+        enclave, key = chosen[0]
+        headers = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in request.headers.multi_items()
+            if name.lower() not in _DROP_REQUEST and not name.lower().startswith(ENCAPSULATION)
+        ]
+        headers.append((b"date", http_date(core.clock() + core.skew).encode()))
+        message = Request(
+            request.method.encode("ascii"),
+            b"https",
+            b"",
+            request.url.raw_path,
+            tuple(headers),
+            self.body,
+        ).to_bytes()
+        message += bytes(padding_to(len(message), DEFAULT_REQUEST_BUCKET))
+        if len(chosen) > 1:
+            multi = MultiRequestSealer([k for _, k in chosen])
+            wire = multi.header + multi.seal_final(message)
+            return NativeAttempt(enclave, key, wire, multi, route.tag, tuple(chosen))
+        sealer = ChunkedRequestSealer(key)
+        wire = sealer.header + sealer.seal_final(message)
+        return NativeAttempt(enclave, key, wire, sealer, route.tag)
+
+    def outgoing(self, attempt: NativeAttempt) -> Any:
+        """What the gateway sees: a POST of ciphertext to the well-known gateway resource."""
+        if attempt.multi:  # the gateway reads the candidates from the body's public header
+            headers = [("Content-Type", MULTI_REQUEST_MEDIA_TYPE)]
+        else:
+            headers = [
+                ("Content-Type", CHUNKED_REQUEST_MEDIA_TYPE),
+                (KEY_ID, attempt.key.fingerprint),
+            ]
+        return self.http.Request(
+            "POST",
+            self.request.url.copy_with(raw_path=GATEWAY_PATH.encode()),
+            headers=headers + route_tag_header(attempt.route_tag),
+            content=attempt.wire,
+            extensions=self.request.extensions,
+        )
+
+    def on_response_head(self, status: int, headers: Any) -> bool:
+        kind = headers.get("content-type", "").split(";")[0].strip().lower()
+        multi = self.attempt.multi
+        expected = MULTI_RESPONSE_MEDIA_TYPE if multi else CHUNKED_RESPONSE_MEDIA_TYPE
+        if status == 200 and kind == expected:
+            return True
+        if 200 <= status < 300:
+            raise ResponseIntegrityError(
+                f"a {status} answer arrived without a sealed "
+                f"{expected} body: it is not from an enclave (or was altered "
+                "in transit); refusing it"
+            )
+        return False
+
+    def adjust(self, retry: Retry) -> Retry:
+        """A plaintext refusal of a multi-recipient request: the gateway already offered it
+        to every candidate it could, so none of them is asked again this time."""
+        attempt = self.attempt
+        if not attempt.multi:
+            return retry
+        if retry.action in (Action.DOWN, Action.BUSY):
+            self.exclude.update(e.id for e, _ in attempt.candidates)
+        elif retry.action is Action.ROTATED:
+            # Which candidate refused is not known: re-verify.
+            return replace(retry, action=Action.REFRESH)
+        return retry
+
+    def opener(self, headers: Any) -> Opening:
+        return NativeOpening(self.attempt)
+
+    def on_complete(self) -> Retry | None:
+        """A complete sealed problem: re-seal once after a stale Date, or elsewhere when busy."""
+        opening = self.opening
+        assert isinstance(opening, NativeOpening) and opening.head is not None
+        head = opening.head
+        problem = _problem(head, opening.ready)
+        if problem is None:
+            return None
+        if head.status == 400 and problem.is_(PROBLEMS.STALE_REQUEST) and not self._stale_retried:
+            server_time = parse_http_date(_field(head, b"date").decode("latin-1"))
+            if server_time is not None:
+                self.core.skew = server_time - self.core.clock()
+                self._stale_retried = True
+                if self.last is None:
+                    self.last = GatewayError(
+                        400, None, "the enclave refused the request as stale twice"
+                    )
+                return Retry(Action.STALE)
+        if head.status == 503 and problem.is_(PROBLEMS.OVERLOADED):
+            # The enclave authenticated that it did not forward the request.
+            self.exclude.add(self.attempt.enclave.id)
+            self.last = GatewayError(503, None, "every enclave tried was overloaded")
+            return Retry(Action.BUSY, 1.0)
+        return None
+
+    def response(self, outer: Any, stream: Any) -> Any:
+        """The enclave's status and headers, and the inner body."""
+        opening = self.opening
+        assert isinstance(opening, NativeOpening) and opening.head is not None
+        head = opening.head
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in head.headers
+            if k.lower() != PADDING_FIELD
+            and k.lower().decode("latin-1") not in HOP
+            and not k.lower().startswith(ENCAPSULATION_PREFIXES)
+        ]
+        return self.hand_out(outer, head.status, headers, _is_problem(head), stream)
+
+
+class NativeCore(SealingCore):
+    """Native-mode settings and what is learned across requests (the enclave's clock)."""
+
+    exchange_class = NativeExchange
 
     def __init__(
         self,
@@ -197,417 +344,32 @@ class _NativeCore(_Core):
         recipients: int = 3,
         **_ignored: Any,
     ) -> None:
-        super().__init__(fleet, max_attempts=max_attempts, max_body=max_body)
+        super().__init__(fleet, max_attempts=max_attempts, max_body=max_body, router=router)
         if not 1 <= recipients <= MAX_CANDIDATES:
             raise ValueError(f"recipients must be 1..{MAX_CANDIDATES}")
         self.recipients = recipients
-        self.router = router or Router()
         self.clock = clock
         #: Seconds to add to ``clock`` so the enclave accepts our Date (learned from it).
         self.skew = 0.0
 
-    def seal_native(self, request: Any, body: bytes, exclude: set[str]) -> _NativeAttempt:
-        route = self.router.route(request.method, request.url.path, body)
-        chosen = self.fleet.choose_many(
-            self.recipients, exclude, model=route.model, tag=route.tag, post_quantum=True
-        )
-        enclave, key = chosen[0]
-        headers = [
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in request.headers.multi_items()
-            if name.lower() not in _DROP_REQUEST and not name.lower().startswith(ENCAPSULATION)
-        ]
-        headers.append((b"date", http_date(self.clock() + self.skew).encode()))
-        message = Request(
-            request.method.encode("ascii"),
-            b"https",
-            b"",
-            request.url.raw_path,
-            tuple(headers),
-            body,
-        ).to_bytes()
-        message += bytes(padding_to(len(message), DEFAULT_REQUEST_BUCKET))
-        if len(chosen) > 1:
-            multi = MultiRequestSealer([k for _, k in chosen])
-            wire = multi.header + multi.seal_final(message)
-            return _NativeAttempt(enclave, key, multi, wire, route.tag, tuple(chosen))
-        sealer = ChunkedRequestSealer(key)
-        wire = sealer.header + sealer.seal_final(message)
-        return _NativeAttempt(enclave, key, sealer, wire, route.tag)
+    def is_local(self, method: str, path: str) -> bool:
+        return is_models_listing(method, path) is not None
 
-    def outer_request(self, http: ModuleType, request: Any, attempt: _NativeAttempt) -> Any:
-        """What the gateway sees: a POST of ciphertext to the well-known gateway resource."""
-        if attempt.multi:  # the gateway reads the candidates from the body's public header
-            return http.Request(
-                "POST",
-                request.url.copy_with(raw_path=GATEWAY_PATH.encode()),
-                headers=[
-                    ("Content-Type", MULTI_REQUEST_MEDIA_TYPE),
-                    *route_tag_header(attempt.route_tag),
-                ],
-                content=attempt.wire,
-                extensions=request.extensions,
-            )
-        return http.Request(
-            "POST",
-            request.url.copy_with(raw_path=GATEWAY_PATH.encode()),
-            headers=[
-                ("Content-Type", CHUNKED_REQUEST_MEDIA_TYPE),
-                (KEY_ID, attempt.key.fingerprint),
-                *route_tag_header(attempt.route_tag),
-            ],
-            content=attempt.wire,
-            extensions=request.extensions,
-        )
-
-    def is_sealed(self, response: Any, attempt: _NativeAttempt) -> bool:
-        """A sealed answer (True), a plaintext refusal (False), or a forgery (raises)."""
-        kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        expected = MULTI_RESPONSE_MEDIA_TYPE if attempt.multi else CHUNKED_RESPONSE_MEDIA_TYPE
-        if response.status_code == 200 and kind == expected:
-            return True
-        if 200 <= response.status_code < 300:
-            raise ResponseIntegrityError(
-                f"a {response.status_code} answer arrived without a sealed "
-                f"{expected} body: it is not from an enclave (or was altered "
-                "in transit); refusing it"
-            )
-        return False
-
-    def multi_refusal(self, retry: Any, attempt: _NativeAttempt, exclude: set[str]) -> None:
-        """A plaintext refusal of a multi-recipient request: the gateway already offered it
-        to every candidate it could, so none of them is asked again this time."""
-        if not attempt.multi:
-            return
-        if retry.action in ("down", "busy"):
-            exclude.update(e.id for e, _ in attempt.candidates)
-        elif retry.action == "rotated":
-            retry.action = "refresh"  # which candidate refused is not known: re-verify
-
-    def inner_retry(
-        self, opening: _Opening, pieces: list[bytes], attempt: _NativeAttempt, stale_retried: bool
-    ) -> str | None:
-        """For a complete sealed problem: "stale" or "busy" if a re-sealed request may follow."""
-        head = opening.head
-        assert head is not None
-        problem = _problem(head, pieces)
-        if problem is None:
+    def local_response(self, http: ModuleType, method: str, path: str) -> Any:
+        """A models listing answered from verified evidence (None: forward it)."""
+        local = answer_locally(self.fleet, method, path)
+        if local is None:
             return None
-        if head.status == 400 and problem.is_(PROBLEMS.STALE_REQUEST) and not stale_retried:
-            server_time = parse_http_date(_field(head, b"date").decode("latin-1"))
-            if server_time is not None:
-                self.skew = server_time - self.clock()
-                return "stale"
-        if head.status == 503 and problem.is_(PROBLEMS.OVERLOADED):
-            return "busy"  # the enclave authenticated that it did not forward the request
-        return None
-
-    def inner_response(
-        self,
-        http: ModuleType,
-        outer: Any,
-        opening: _Opening,
-        attempt: _NativeAttempt,
-        stream: Any,
-    ) -> Any:
-        """The response the caller sees: the enclave's status and headers, and the inner body."""
-        head = opening.head
-        assert head is not None
-        headers = [
-            (k.decode("latin-1"), v.decode("latin-1"))
-            for k, v in head.headers
-            if k.lower() != PADDING_FIELD
-            and k.lower().decode("latin-1") not in HOP
-            and not k.lower().startswith(ENCAPSULATION_PREFIXES)
-        ]
-        headers.append((ENCLAVE_HEADER, f"{attempt.enclave.id}; key={attempt.key.fingerprint}"))
-        extensions = dict(outer.extensions)
-        if head.status >= 400:
-            error = EnclaveError(head.status, attempt.enclave.id)
-            extensions[ENCLAVE_ERROR_EXTENSION] = error
-            if _field(head, b"content-type").split(b";")[0].strip() == PROBLEM_MEDIA_TYPE.encode():
-                stream.capture = _ProblemCapture(error)
-        return http.Response(head.status, headers=headers, stream=stream, extensions=extensions)
+        return http.Response(local[0], headers=MODELS_HEADERS, content=local[1])
 
 
-def _problem(head: ResponseHead, pieces: list[bytes]) -> Problem | None:
-    kind = _field(head, b"content-type").split(b";")[0].strip()
-    if kind != PROBLEM_MEDIA_TYPE.encode():
-        return None
-    try:
-        return Problem.from_bytes(b"".join(pieces))
-    except MalformedProblem:
-        return None
-
-
-def _wants_whole_body(head: ResponseHead) -> bool:
-    """Small sealed problems that may trigger a retry are read to their end first."""
-    kind = _field(head, b"content-type").split(b";")[0].strip()
-    return head.status in (400, 503) and kind == PROBLEM_MEDIA_TYPE.encode()
-
-
-_STREAMS: dict[str, tuple[type, type]] = {}
-
-
-def _stream_classes(http: ModuleType) -> tuple[type, type]:
-    """Opening byte streams deriving from ``http``'s own stream base classes."""
-    cached = _STREAMS.get(http.__name__)
-    if cached is not None:
-        return cached
-
-    class Opening(http.SyncByteStream):  # type: ignore[name-defined,misc]
-        def __init__(
-            self,
-            outer: Any,
-            chunks: Iterator[bytes] | None,
-            opening: _Opening,
-            ready: list[bytes],
-        ) -> None:
-            self._outer = outer
-            self._chunks = chunks
-            self._opening = opening
-            self._ready = ready
-            self.capture: _ProblemCapture | None = None
-
-        def _feed(self, pieces: list[bytes]) -> list[bytes]:
-            if self.capture is not None:
-                for piece in pieces:
-                    self.capture.feed(piece)
-            return pieces
-
-        def __iter__(self) -> Iterator[bytes]:
-            try:
-                yield from self._feed(self._ready)
-                if self._chunks is not None:
-                    for chunk in self._chunks:
-                        yield from self._feed(self._opening.push(chunk))
-                    yield from self._feed(self._opening.finish())
-                if self.capture is not None:
-                    self.capture.finish()
-            finally:
-                self._outer.close()
-
-        def close(self) -> None:
-            self._outer.close()
-
-    class AsyncOpening(http.AsyncByteStream):  # type: ignore[name-defined,misc]
-        def __init__(
-            self,
-            outer: Any,
-            chunks: AsyncIterator[bytes] | None,
-            opening: _Opening,
-            ready: list[bytes],
-        ) -> None:
-            self._outer = outer
-            self._chunks = chunks
-            self._opening = opening
-            self._ready = ready
-            self.capture: _ProblemCapture | None = None
-
-        def _feed(self, pieces: list[bytes]) -> list[bytes]:
-            if self.capture is not None:
-                for piece in pieces:
-                    self.capture.feed(piece)
-            return pieces
-
-        async def __aiter__(self) -> AsyncIterator[bytes]:
-            try:
-                for piece in self._feed(self._ready):
-                    yield piece
-                if self._chunks is not None:
-                    async for chunk in self._chunks:
-                        for piece in self._feed(self._opening.push(chunk)):
-                            yield piece
-                    for piece in self._feed(self._opening.finish()):
-                        yield piece
-                if self.capture is not None:
-                    self.capture.finish()
-            finally:
-                await self._outer.aclose()
-
-        async def aclose(self) -> None:
-            await self._outer.aclose()
-
-    _STREAMS[http.__name__] = (Opening, AsyncOpening)
-    return Opening, AsyncOpening
-
-
-def _read_head(opening: _Opening, chunks: Iterator[bytes]) -> tuple[list[bytes], bool]:
-    """Pieces read until the inner head is known; True if the outer body already ended."""
-    ready: list[bytes] = []
-    for chunk in chunks:
-        ready += opening.push(chunk)
-        if opening.head is not None:
-            if _wants_whole_body(opening.head) and sum(map(len, ready)) <= _MAX_PLAINTEXT_ERROR:
-                continue
-            return ready, False
-    return ready + opening.finish(), True
-
-
-async def _aread_head(opening: _Opening, chunks: AsyncIterator[bytes]) -> tuple[list[bytes], bool]:
-    ready: list[bytes] = []
-    async for chunk in chunks:
-        ready += opening.push(chunk)
-        if opening.head is not None:
-            if _wants_whole_body(opening.head) and sum(map(len, ready)) <= _MAX_PLAINTEXT_ERROR:
-                continue
-            return ready, False
-    return ready + opening.finish(), True
-
-
-class NativeTransport(httpx.BaseTransport):
+class NativeTransport(ExchangeTransport):
     """Synchronous native-mode transport (``httpx.Client(transport=...)``)."""
 
-    _http: ModuleType = httpx
-
-    def __init__(self, fleet: Fleet, inner: Any = None, **options: Any) -> None:
-        self._core = _NativeCore(fleet, **options)
-        self._inner = inner if inner is not None else self._http.HTTPTransport()
-
-    @property
-    def fleet(self) -> Fleet:
-        return self._core.fleet
-
-    def handle_request(self, request: Any) -> Any:
-        core = self._core
-        local = answer_locally(core.fleet, request.method, request.url.path)
-        if local is not None:
-            return self._http.Response(local[0], headers=MODELS_HEADERS, content=local[1])
-        body = request.read()
-        core.check_size(body)
-        exclude: set[str] = set()
-        last: GatewayError | None = None
-        stale_retried = False
-        for _ in range(core.max_attempts):
-            attempt = core.seal_native(request, body, exclude)
-            outer = self._inner.handle_request(core.outer_request(self._http, request, attempt))
-            if not core.is_sealed(outer, attempt):
-                raw = _read_capped(outer)
-                retry = core.refusal(outer.status_code, outer.headers, raw, attempt, exclude)  # type: ignore[arg-type]
-                core.multi_refusal(retry, attempt, exclude)
-                core.apply(retry, attempt)  # type: ignore[arg-type]
-                last = core.exhausted(outer.status_code, retry)
-                if retry.action in ("refresh", "rotated"):
-                    time.sleep(0.1)
-                continue
-            opening = _Opening(attempt)
-            chunks = iter(outer.stream)
-            try:
-                ready, ended = _read_head(opening, chunks)
-            except BaseException:
-                outer.close()
-                raise
-            if ended:
-                outer.close()
-                action = core.inner_retry(opening, ready, attempt, stale_retried)
-                if action == "stale":
-                    stale_retried = True
-                    continue
-                if action == "busy":
-                    exclude.add(attempt.enclave.id)
-                    core.fleet.enclave_down(attempt.enclave.id, 1.0)
-                    last = GatewayError(503, None, "every enclave tried was overloaded")
-                    continue
-            sync_stream, _ = _stream_classes(self._http)
-            stream = sync_stream(outer, None if ended else chunks, opening, ready)
-            return core.inner_response(self._http, outer, opening, attempt, stream)
-        if last is None:
-            last = GatewayError(400, None, "the enclave refused the request as stale twice")
-        raise last
-
-    def close(self) -> None:
-        self._inner.close()
+    core_class = NativeCore
 
 
-class AsyncNativeTransport(httpx.AsyncBaseTransport):
+class AsyncNativeTransport(AsyncExchangeTransport):
     """Asynchronous native-mode transport (``httpx.AsyncClient(transport=...)``)."""
 
-    _http: ModuleType = httpx
-
-    def __init__(self, fleet: Fleet, inner: Any = None, **options: Any) -> None:
-        self._core = _NativeCore(fleet, **options)
-        self._inner = inner if inner is not None else self._http.AsyncHTTPTransport()
-
-    @property
-    def fleet(self) -> Fleet:
-        return self._core.fleet
-
-    async def handle_async_request(self, request: Any) -> Any:
-        core = self._core
-        local = None  # only a models listing may need the fleet (network): off the loop
-        if is_models_listing(request.method, request.url.path) is not None:
-            local = await anyio.to_thread.run_sync(
-                answer_locally, core.fleet, request.method, request.url.path
-            )
-        if local is not None:
-            return self._http.Response(local[0], headers=MODELS_HEADERS, content=local[1])
-        body = await request.aread()
-        core.check_size(body)
-        exclude: set[str] = set()
-        last: GatewayError | None = None
-        stale_retried = False
-        for _ in range(core.max_attempts):
-            # Choosing may refresh the fleet (network + verification): keep it off the loop.
-            attempt = await anyio.to_thread.run_sync(core.seal_native, request, body, exclude)
-            outer = await self._inner.handle_async_request(
-                core.outer_request(self._http, request, attempt)
-            )
-            if not core.is_sealed(outer, attempt):
-                raw = await _aread_capped(outer)
-                retry = core.refusal(outer.status_code, outer.headers, raw, attempt, exclude)  # type: ignore[arg-type]
-                core.multi_refusal(retry, attempt, exclude)
-                await anyio.to_thread.run_sync(core.apply, retry, attempt)  # type: ignore[arg-type]
-                last = core.exhausted(outer.status_code, retry)
-                if retry.action in ("refresh", "rotated"):
-                    await anyio.sleep(0.1)
-                continue
-            opening = _Opening(attempt)
-            chunks = outer.stream.__aiter__()
-            try:
-                ready, ended = await _aread_head(opening, chunks)
-            except BaseException:
-                await outer.aclose()
-                raise
-            if ended:
-                await outer.aclose()
-                action = core.inner_retry(opening, ready, attempt, stale_retried)
-                if action == "stale":
-                    stale_retried = True
-                    continue
-                if action == "busy":
-                    exclude.add(attempt.enclave.id)
-                    core.fleet.enclave_down(attempt.enclave.id, 1.0)
-                    last = GatewayError(503, None, "every enclave tried was overloaded")
-                    continue
-            _, async_stream = _stream_classes(self._http)
-            stream = async_stream(outer, None if ended else chunks, opening, ready)
-            return core.inner_response(self._http, outer, opening, attempt, stream)
-        if last is None:
-            last = GatewayError(400, None, "the enclave refused the request as stale twice")
-        raise last
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-_FLAVOURS: dict[str, tuple[type, type]] = {}
-
-
-def native_transport_classes(http: ModuleType) -> tuple[type, type]:
-    """Native transport classes deriving from ``http``'s base classes (httpx or httpx2)."""
-    if http is httpx:
-        return NativeTransport, AsyncNativeTransport
-    cached = _FLAVOURS.get(http.__name__)
-    if cached is None:
-        sync = type(
-            f"NativeTransport_{http.__name__}",
-            (NativeTransport, http.BaseTransport),
-            {"_http": http},
-        )
-        async_ = type(
-            f"AsyncNativeTransport_{http.__name__}",
-            (AsyncNativeTransport, http.AsyncBaseTransport),
-            {"_http": http},
-        )
-        cached = _FLAVOURS[http.__name__] = (sync, async_)
-    return cached
+    core_class = NativeCore

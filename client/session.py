@@ -22,37 +22,16 @@ from typing import Any
 import httpx
 from sealgate.protocol.public.modes import EHBP, Mode
 
+from .drivers import flavour
 from .errors import PostQuantumModeRequired
 from .fleet import Fleet, gateway_root
 from .models import router
-from .native import OHTTP, native_transport_classes
+from .native import OHTTP, AsyncNativeTransport, NativeTransport
 from .policy import Policy
-from .transport import AsyncSealgateTransport, SealgateTransport
+from .transport import AsyncEhbpTransport, EhbpTransport
 from .verification import Verification
 
 __all__ = ["SecureClient"]
-
-_FLAVOURS: dict[str, tuple[type, type]] = {}
-
-
-def _transport_classes(http: ModuleType) -> tuple[type, type]:
-    """Transport classes deriving from ``http``'s base classes (httpx or httpx2)."""
-    if http is httpx:
-        return SealgateTransport, AsyncSealgateTransport
-    cached = _FLAVOURS.get(http.__name__)
-    if cached is None:
-        sync = type(
-            f"SealgateTransport_{http.__name__}",
-            (SealgateTransport, http.BaseTransport),
-            {"_http": http},
-        )
-        async_ = type(
-            f"AsyncSealgateTransport_{http.__name__}",
-            (AsyncSealgateTransport, http.AsyncBaseTransport),
-            {"_http": http},
-        )
-        cached = _FLAVOURS[http.__name__] = (sync, async_)
-    return cached
 
 
 def _openai_http_module() -> ModuleType:
@@ -151,13 +130,13 @@ class SecureClient:
 
     def transport(self, inner: Any = None, *, http: ModuleType = httpx) -> Any:
         """A synchronous sealing transport (for ``http.Client(transport=...)``)."""
-        sync, _ = native_transport_classes(http) if self._native else _transport_classes(http)
-        return sync(self.fleet, inner, **self._options)
+        sync = NativeTransport if self._native else EhbpTransport
+        return flavour(sync, http)(self.fleet, inner, **self._options)
 
     def async_transport(self, inner: Any = None, *, http: ModuleType = httpx) -> Any:
         """An asynchronous sealing transport (for ``http.AsyncClient(transport=...)``)."""
-        _, async_ = native_transport_classes(http) if self._native else _transport_classes(http)
-        return async_(self.fleet, inner, **self._options)
+        async_ = AsyncNativeTransport if self._native else AsyncEhbpTransport
+        return flavour(async_, http)(self.fleet, inner, **self._options)
 
     def httpx_client(self, *, http: ModuleType = httpx, **kwargs: Any) -> Any:
         """An ``httpx.Client`` (or httpx2) whose requests to the gateway are sealed."""

@@ -11,7 +11,7 @@ from typing import Any
 from sealgate.client import Policy, ResponseIntegrityError, SecureClient, native
 
 
-class _IgnoresFinalChunk(native._Opening):
+class _IgnoresFinalChunk(native.NativeOpening):
     def finish(self) -> list[bytes]:
         try:
             return super().finish()
@@ -23,11 +23,11 @@ class _IgnoresFinalChunk(native._Opening):
 class WeakClient(SecureClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._original = native._Opening
-        native._Opening = _IgnoresFinalChunk  # type: ignore[misc]
+        self._original = native.NativeOpening
+        native.NativeOpening = _IgnoresFinalChunk  # type: ignore[misc]
 
     def close(self) -> None:
-        native._Opening = self._original  # type: ignore[misc]
+        native.NativeOpening = self._original  # type: ignore[misc]
         super().close()
 
 
