@@ -173,7 +173,10 @@ class Opening(ABC):
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Pieces of the next chunk, for the caller."""
-        return self._handed(self.push(chunk))
+        pieces = self.push(chunk)
+        if self.capture is not None:  # inline: this runs once a chunk of every stream
+            self._handed(pieces)
+        return pieces
 
     def end(self) -> list[bytes]:
         """The last pieces for the caller once the body ended; completes the capture."""

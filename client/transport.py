@@ -71,9 +71,10 @@ class EhbpOpening(Opening):
 
     def push(self, chunk: bytes) -> list[bytes]:
         try:
-            return [plaintext for plaintext in self._decoder.push(chunk) if plaintext]
+            plaintexts = self._decoder.push(chunk)
         except ProtocolError as exc:
             raise _integrity(exc) from None
+        return plaintexts if all(plaintexts) else [p for p in plaintexts if p]
 
     def finish(self) -> list[bytes]:
         try:
