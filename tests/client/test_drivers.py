@@ -31,6 +31,11 @@ def _chat(text: str) -> dict[str, object]:
     return {"model": "sealgate-demo-echo", "messages": [{"role": "user", "content": text}]}
 
 
+def _answer_every_post(tamperer, response: Response) -> None:
+    """The malicious gateway answers every POST itself (fleet GETs still pass through)."""
+    tamperer.answer = lambda request, body: response if request.method == "POST" else None
+
+
 @MODES
 async def test_async_driver_recovers_from_a_key_rotation(fleet, mode):
     servers = [fleet.enclave(config=EnclaveConfig(key_grace=0)) for _ in range(2)]
@@ -53,11 +58,7 @@ async def test_async_driver_recovers_from_a_key_rotation(fleet, mode):
 @MODES
 async def test_async_driver_refuses_a_forged_plaintext_200(trio, tamperer, mode):
     _, policy = trio
-    tamperer.answer = lambda request, body: (
-        Response(b'{"forged": true}', 200, media_type="application/json")
-        if request.method == "POST"
-        else None
-    )
+    _answer_every_post(tamperer, Response(b'{"forged": true}', 200, media_type="application/json"))
     with SecureClient(tamperer.url, policy, mode=mode) as secure:
         async with secure.async_httpx_client() as http:
             with pytest.raises(ResponseIntegrityError, match="without"):
@@ -71,10 +72,8 @@ async def test_async_driver_gives_up_when_every_enclave_refuses_before_processin
 ):
     _, policy = trio
     down = PROBLEMS.ENCLAVE_UNAVAILABLE("test: every enclave is down")
-    tamperer.answer = lambda request, body: (
-        Response(down.to_bytes(), 503, media_type="application/problem+json")
-        if request.method == "POST"
-        else None
+    _answer_every_post(
+        tamperer, Response(down.to_bytes(), 503, media_type="application/problem+json")
     )
     with SecureClient(tamperer.url, policy, mode=mode) as secure:
         async with secure.async_httpx_client() as http:
