@@ -24,12 +24,19 @@ from .models import UnknownModel
 from .native import AsyncNativeTransport, NativeTransport
 from .policy import ExpectedMeasurement, GpuPolicy, Policy, SnpPolicy, TdxPolicy
 from .session import SecureClient
-from .transport import ENCLAVE_HEADER, AsyncSealgateTransport, SealgateTransport
+from .transport import (
+    ENCLAVE_HEADER,
+    AsyncEhbpTransport,
+    AsyncSealgateTransport,
+    EhbpTransport,
+    SealgateTransport,
+)
 from .verification import Step, Verification
 from .verify import PlatformEvidence, VerifiedDocument, register, verify_document
 
 __all__ = [
     "ENCLAVE_HEADER",
+    "AsyncEhbpTransport",
     "AsyncNativeTransport",
     "AsyncSealgateTransport",
     "EnclaveError",
@@ -39,6 +46,7 @@ __all__ = [
     "ForwardingFailed",
     "GatewayError",
     "GpuPolicy",
+    "EhbpTransport",
     "NativeTransport",
     "NoVerifiedEnclave",
     "PlatformEvidence",

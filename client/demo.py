@@ -89,6 +89,7 @@ class DemoFleet:
         token_delay: float = 0.0,
         gateway_port: int | None = None,
         models: list[tuple[str, ...]] | None = None,
+        gateway_poll_interval: float = 0.5,
     ) -> None:
         #: Per enclave, the models its engine configuration names (None: the classic
         #: single-model demo, whose evidence names no models).
@@ -98,6 +99,8 @@ class DemoFleet:
         self.count = enclaves
         self.upstream = upstream
         self.token_delay = token_delay
+        #: Seconds between the gateway's health polls of the enclaves.
+        self.gateway_poll_interval = gateway_poll_interval
         self.gateway_port = gateway_port or _free_port()
         self.gateway_url = f"http://127.0.0.1:{self.gateway_port}"
         self.enclave_urls: list[str] = []
@@ -210,7 +213,7 @@ class DemoFleet:
                 "--port",
                 str(self.gateway_port),
                 "--poll-interval",
-                "0.5",
+                str(self.gateway_poll_interval),
                 "--log-level",
                 "info",
             ]
