@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from sealgate.protocol.public.headers import ENCAPSULATION_PREFIXES, FRAMING, HOP_BY_HOP
 
-__all__ = ["ENCAPSULATION", "HOP", "NOT_FORWARDED", "names"]
+__all__ = ["ENCAPSULATION", "FRAMING_NAMES", "HOP", "NOT_FORWARDED", "names"]
 
 
 def names(fields: Iterable[bytes]) -> frozenset[str]:
@@ -18,6 +18,8 @@ def names(fields: Iterable[bytes]) -> frozenset[str]:
     return frozenset(field.decode("ascii") for field in fields)
 
 
+#: One message's framing: recomputed for each message, never copied into another.
+FRAMING_NAMES = names(FRAMING)
 #: Connection-specific and framing fields (RFC 9110 §7.6.1): one hop's, never passed on.
 HOP = names(HOP_BY_HOP | FRAMING)
 #: What a client or a forwarding proxy never copies from one message into the next: the

@@ -40,7 +40,7 @@ from .drivers import AsyncExchangeTransport, ExchangeTransport
 from .errors import ResponseIntegrityError
 from .exchange import ENCLAVE_HEADER, Attempt, Exchange, Opening, SealingCore
 from .fleet import Fleet
-from .headers import ENCAPSULATION, NOT_FORWARDED
+from .headers import ENCAPSULATION, FRAMING_NAMES, NOT_FORWARDED
 
 __all__ = [
     "ENCLAVE_HEADER",
@@ -145,7 +145,7 @@ class EhbpExchange(Exchange[EhbpAttempt]):
 
     def response(self, outer: Any, stream: Any) -> Any:
         """The enclave's status and headers (they crossed in the clear), the opened body."""
-        drop = {"content-length", "transfer-encoding", self.core.mode.response_nonce_header.lower()}
+        drop = FRAMING_NAMES | {self.core.mode.response_nonce_header.lower()}
         headers = [(k, v) for k, v in outer.headers.multi_items() if k.lower() not in drop]
         kind = outer.headers.get("content-type", "").split(";")[0].strip()
         return self.hand_out(outer, outer.status_code, headers, kind == PROBLEM_MEDIA_TYPE, stream)
