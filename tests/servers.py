@@ -42,6 +42,9 @@ class ServerThread:
             "lifespan": "on",
             "access_log": False,
             "timeout_keep_alive": 30,
+            # uvicorn's "auto" installs uvloop's policy for the whole process (before 0.36),
+            # which leaks into the async tests' own event loops.
+            "loop": "asyncio",
         }
         options.update(config)
         self.server = uvicorn.Server(uvicorn.Config(app, **options))  # type: ignore[arg-type]
