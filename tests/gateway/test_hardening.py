@@ -79,7 +79,8 @@ def _read_until(conn: socket.socket, done: Callable[[bytes], bool], timeout: flo
 
 
 def _responses(raw: bytes) -> list[tuple[int, bytes, bytes]]:
-    """Split a byte stream into (status, head, body) responses (Content-Length or chunked)."""
+    """Split a byte stream into its complete (status, head, body) responses (Content-Length
+    or chunked); a response still arriving is left out, however the bytes were split."""
     found = []
     while raw:
         head, sep, rest = raw.partition(b"\r\n\r\n")
@@ -94,21 +95,35 @@ def _responses(raw: bytes) -> list[tuple[int, bytes, bytes]]:
             body = b""
         elif b"content-length" in fields:
             length = int(fields[b"content-length"])
+            if len(rest) < length:
+                break
             body, rest = rest[:length], rest[length:]
         elif fields.get(b"transfer-encoding") == b"chunked":
-            body = b""
-            while True:
-                size_line, _, rest = rest.partition(b"\r\n")
-                size = int(size_line, 16)
-                body += rest[:size]
-                rest = rest[size + 2 :]
-                if size == 0:
-                    break
+            parsed = _dechunk(rest)
+            if parsed is None:
+                break
+            body, rest = parsed
         else:
             body, rest = rest, b""
         found.append((status, head, body))
         raw = rest
     return found
+
+
+def _dechunk(raw: bytes) -> tuple[bytes, bytes] | None:
+    """(body, the bytes after it) of a chunked body, or None while it is incomplete."""
+    body = b""
+    while True:
+        size_line, sep, raw = raw.partition(b"\r\n")
+        if not sep:
+            return None
+        size = int(size_line, 16)
+        if len(raw) < size + 2:
+            return None
+        body += raw[:size]
+        raw = raw[size + 2 :]
+        if size == 0:
+            return body, raw
 
 
 def _drip(
