@@ -59,9 +59,9 @@ class ExchangeTransport(_Driver, httpx.BaseTransport):
             answer = self._answer(exchange, outer)
             if not isinstance(answer, Retry):
                 return answer
-            exchange.apply(answer)
-            if answer.pause:
+            if answer.pause:  # first: the directory the fleet re-reads must have caught up
                 time.sleep(answer.pause)
+            exchange.apply(answer)
 
     def _answer(self, exchange: Exchange[Any], outer: Any) -> Any:
         """The caller's response, or the :class:`Retry` that replaces it."""
@@ -110,9 +110,9 @@ class AsyncExchangeTransport(_Driver, httpx.AsyncBaseTransport):
             answer = await self._answer(exchange, outer)
             if not isinstance(answer, Retry):
                 return answer
-            await anyio.to_thread.run_sync(exchange.apply, answer)
-            if answer.pause:
+            if answer.pause:  # first: the directory the fleet re-reads must have caught up
                 await anyio.sleep(answer.pause)
+            await anyio.to_thread.run_sync(exchange.apply, answer)
 
     async def _answer(self, exchange: Exchange[Any], outer: Any) -> Any:
         """The caller's response, or the :class:`Retry` that replaces it."""

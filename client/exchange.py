@@ -11,8 +11,9 @@ the I/O between its steps, so the rules below exist once:
 2. ``on_response_head(status, headers)``: a sealed answer (True), a plaintext refusal
    (False), or a forgery (raises :class:`ResponseIntegrityError`);
 3. a refusal: ``on_refusal(status, headers, body)`` (the body's first
-   :data:`MAX_ERROR_BODY` bytes) says how to retry or raises; ``apply(retry)`` tells the
-   fleet (blocking); the driver waits ``retry.pause`` and goes back to 1;
+   :data:`MAX_ERROR_BODY` bytes) says how to retry or raises; the driver waits
+   ``retry.pause`` (so the gateway's directory can catch up), ``apply(retry)`` tells the
+   fleet (blocking), and it goes back to 1;
 4. a sealed answer: ``open(headers)`` gives an :class:`Opening`; the driver feeds it
    chunks while it ``wants_more`` (the head of an inner response, a small problem read
    whole); if the body ended there, ``on_complete()`` may still ask for a re-sealed
@@ -27,6 +28,7 @@ rotated out: re-attest), 503 before forwarding (another enclave).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -63,6 +65,8 @@ __all__ = [
 
 #: Added by the transport (not by any server) to opened responses: who served it.
 ENCLAVE_HEADER = VERIFIED_ENCLAVE
+#: The longest wait before re-sealing after a key refusal (421/422).
+_MAX_KEY_PAUSE = 2.0
 #: How much of a plaintext refusal, or of a sealed problem document, is read.
 MAX_ERROR_BODY = 64 * 1024
 
@@ -79,15 +83,20 @@ class Action(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """What to do before the next attempt (``delay``: the server's Retry-After)."""
+    """What to do before the next attempt (``delay``: the server's Retry-After; ``lagged``:
+    how many key refusals this request had before this one)."""
 
     action: Action
     delay: float = 0.0
+    lagged: int = 0
 
     @property
     def pause(self) -> float:
-        """Seconds to wait first: the gateway's directory lags an enclave's rotation by a poll."""
-        return 0.1 if self.action in (Action.REFRESH, Action.ROTATED) else 0.0
+        """Seconds to wait first: the gateway's directory lags an enclave's rotation by up to
+        a poll (1 s by default), so each further key refusal waits longer: 0.15, 0.45, 1.35 s."""
+        if self.action not in (Action.REFRESH, Action.ROTATED):
+            return 0.0
+        return min(0.15 * float(3**self.lagged), _MAX_KEY_PAUSE)
 
 
 @dataclass(slots=True)
@@ -250,6 +259,8 @@ class Exchange(ABC, Generic[A]):
         #: What to raise if no attempt is left.
         self.last: GatewayError | None = None
         self.attempts = 0
+        #: 421/422 refusals so far: each waits longer for the gateway's directory.
+        self.key_refusals = 0
         self._route: Route | None = None
         self._attempt: A | None = None
         self._opening: Opening | None = None
@@ -323,6 +334,9 @@ class Exchange(ABC, Generic[A]):
         if retry is None:
             raise _refused(status, problem)
         retry = self.adjust(retry)
+        if retry.action in (Action.REFRESH, Action.ROTATED):
+            retry = dataclasses.replace(retry, lagged=self.key_refusals)
+            self.key_refusals += 1
         self.last = GatewayError(
             status,
             None,

@@ -130,3 +130,20 @@ def test_forwarding_failed_is_a_connection_error_the_sdk_may_retry(trio, tampere
             _ask(secure.openai(max_retries=0), "no retry")
         assert isinstance(excinfo.value.__cause__, ForwardingFailed)
         assert len(calls) == 1  # sealgate itself never re-sends after forwarding
+
+
+@pytest.mark.parametrize("mode", [OHTTP, EHBP], ids=str)
+def test_key_rotation_before_the_gateway_polls_again(fleet, mode):
+    """Both enclaves rotate (no grace) a second before the gateway's next poll: the client's
+    retries wait for the gateway's directory (0.15, 0.45, 1.35 s, each before re-reading it)
+    instead of spending every attempt on the directory it already had."""
+    servers = [fleet.enclave(config=EnclaveConfig(key_grace=0)) for _ in range(2)]
+    gw = fleet.gateway(Discovery(static=[s.url for s in servers]), GatewayConfig(poll_interval=1.0))
+    policy = Policy.software(fleet.root.public_key().public_bytes_raw(), fleet.measurement)
+    with SecureClient(gw.url, policy, mode=mode) as secure:
+        client = secure.openai(max_retries=0)  # recovery must come from sealgate, not openai
+        assert _ask(client, "before")[0].endswith("You said: before")
+        for built in fleet.built:
+            built.rotate_keys()  # old keys die at once; the gateway learns at its next poll
+        answer, _ = _ask(client, "after")
+        assert answer.endswith("You said: after")
