@@ -194,15 +194,16 @@ def click_options(cls: type, env_prefix: str) -> Callable[[F], F]:
 def config_from(cls: type[T], values: dict[str, Any], **overrides: Any) -> T:
     """Build ``cls`` from the parsed option values (others in ``values`` are ignored)."""
     kwargs: dict[str, Any] = {}
+    hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name in overrides:
             kwargs[f.name] = overrides[f.name]
         elif f.name in values and _META in f.metadata:
             value = values[f.name]
-            hint = typing.get_type_hints(cls)[f.name]
-            if typing.get_origin(hint) is frozenset:
+            origin = typing.get_origin(hints[f.name])
+            if origin is frozenset:
                 value = frozenset(value)
-            elif typing.get_origin(hint) is tuple:
+            elif origin is tuple:
                 value = tuple(value)
             kwargs[f.name] = value
     return cls(**kwargs)

@@ -11,6 +11,7 @@ from sealgate.enclave.attesters import SoftwareAttester, measure_software
 from sealgate.enclave.engines import Engine, demo_engine
 
 from ..servers import ServerThread
+from .processes import EnclaveProcess
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +59,18 @@ def start_enclave(
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def enclave_process(tmp_path) -> Iterator[Callable[..., EnclaveProcess]]:
+    """Start ``python -m sealgate.enclave`` processes (:class:`EnclaveProcess` arguments);
+    each is stopped when the test ends."""
+    started: list[EnclaveProcess] = []
+
+    def start(args=(), env=None, **kwargs) -> EnclaveProcess:
+        started.append(EnclaveProcess(tmp_path, args, env, **kwargs))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        proc.stop()

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import queue
 import subprocess
 import sys
-import threading
 
 import httpx
 import pytest
@@ -27,39 +24,19 @@ from sealgate.protocol.public.paths import ATTESTATION, OHTTP_GATEWAY, OHTTP_KEY
 from sealgate.protocol.public.settings import settings_of
 
 from ..sealed_http import sealed_request
-from ..servers import wait_healthy
 
 CHAT = json.dumps(
     {"model": "sealgate-demo-echo", "messages": [{"role": "user", "content": "hi"}]}
 ).encode()
 
 
-def test_port_zero_prints_the_bound_port(http):
+def test_port_zero_prints_the_bound_port(enclave_process):
     args = ["--port", "0", "--attester", "software", "--log-level", "warning"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sealgate.enclave", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stdout is not None
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)
-    reader.start()
-    try:
-        line = ""
-        while not line.startswith("listening: "):
-            line = lines.get(timeout=30)
-        url = line.removeprefix("listening: ").strip()
-        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
-        # Printed once the socket listens: a connection made now waits until uvicorn accepts.
-        health = httpx.get(url + "/healthz", timeout=30)
-        assert health.status_code == 200 and health.json()["platform"] == "software"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        reader.join(10)
+    started = enclave_process(args, healthy=False)
+    assert started.url.startswith("http://127.0.0.1:") and not started.url.endswith(":0")
+    # Printed once the socket listens: a connection made now waits until uvicorn accepts.
+    health = httpx.get(started.url + "/healthz", timeout=30)
+    assert health.status_code == 200 and health.json()["platform"] == "software"
 
 
 def test_max_concurrent_below_one_is_refused_up_front():
@@ -68,58 +45,6 @@ def test_max_concurrent_below_one_is_refused_up_front():
         EnclaveConfig(max_concurrent_requests=0)
     result = CliRunner().invoke(enclave, ["--max-concurrent", "0", "--attester", "software"])
     assert result.exit_code == 2 and "--max-concurrent" in result.output
-
-
-class EnclaveProcess:
-    """``python -m sealgate.enclave`` on a free port; stderr kept in a file for reading."""
-
-    def __init__(self, tmp_path, args=(), env=None, python=("-m", "sealgate.enclave")) -> None:
-        self.stderr_path = tmp_path / f"enclave-{len(list(tmp_path.iterdir()))}.stderr"
-        self._stderr = self.stderr_path.open("wb")
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("SEALGATE_ENCLAVE_")}
-        environment.update({"PYTHONUNBUFFERED": "1", "SEALGATE_ENCLAVE_PORT": "0", **(env or {})})
-        self.proc = subprocess.Popen(
-            [sys.executable, *python, *args],
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=environment,
-            text=True,
-        )
-        self.stdout: list[str] = []
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:  # the start-up lines end with the bound address
-            self.stdout.append(line)
-            if line.startswith("listening: "):
-                break
-        else:
-            self.stop()
-            raise AssertionError(f"the enclave did not start:\n{self.stderr()}")
-        self.url = self.stdout[-1].removeprefix("listening: ").strip()
-        wait_healthy(self.url)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=15)
-        self._stderr.close()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text()
-
-
-@pytest.fixture
-def enclave_process(tmp_path):
-    started: list[EnclaveProcess] = []
-
-    def start(args=(), env=None, **kwargs) -> EnclaveProcess:
-        started.append(EnclaveProcess(tmp_path, args, env, **kwargs))
-        return started[-1]
-
-    yield start
-    for proc in started:
-        proc.stop()
 
 
 def test_help_shows_an_option_and_a_variable_for_every_setting():

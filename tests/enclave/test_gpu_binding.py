@@ -194,16 +194,16 @@ def test_gpu_document_round_trips(gpu_files):
     assert GpuAttestation.from_dict(body).digest() == gpu.digest()
 
 
-def test_enclave_process_with_gpu_files_and_sealgate_verify_rows(gpu_files, software_root_file):
+def test_enclave_process_with_gpu_files_and_sealgate_verify_rows(
+    gpu_files, software_root_file, enclave_process
+):
     """``sealgate enclave --gpu files`` as a process; ``sealgate verify`` shows the GPU rows.
 
     Verified now (not as of 2024), the 2023 RIMs' signing chain has expired: the refusal
     names that step after every earlier GPU step passed.
     """
-    import queue
     import subprocess
     import sys
-    import threading
 
     key, key_file = software_root_file
     args = [
@@ -212,44 +212,25 @@ def test_enclave_process_with_gpu_files_and_sealgate_verify_rows(gpu_files, soft
         "--gpu-report", str(gpu_files["report"]), "--gpu-chain", str(gpu_files["chain"]),
         "--gpu-rim", str(gpu_files["driver_rim"]), "--gpu-rim", str(gpu_files["vbios_rim"]),
     ]  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sealgate.enclave", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        text=True,
+    started = enclave_process(args, healthy=False)
+    assert any(
+        line.startswith("gpu: 1 captured GPU report(s), pinned nonce 4cff7f53")
+        for line in started.stdout
     )
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stdout is not None
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)
-    reader.start()
-    try:
-        printed = []
-        while not (printed and printed[-1].startswith("listening: ")):
-            printed.append(lines.get(timeout=30))
-        assert any(
-            line.startswith("gpu: 1 captured GPU report(s), pinned nonce 4cff7f53")
-            for line in printed
-        )
-        url = printed[-1].removeprefix("listening: ").strip()
-        root = key.public_key().public_bytes_raw().hex()
-        cli = "import sys; from sealgate.client.cli import main; sys.argv[0] = 'sealgate'; main()"
-        done = subprocess.run(
-            [sys.executable, "-c", cli, "verify", url, "--software-root", root,
-             "--allow-any-measurement", "--gpus", "1", "--gpu-allow-pinned-nonce", "--json"],
-            check=False, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        body = json.loads(done.stdout)
-        assert done.returncode == 1 and not body["ok"]
-        steps = body["enclaves"][0]["steps"]
-        names = [s["name"] for s in steps]
-        assert "gpu nonce binding" in names and "gpu0 report signature" in names
-        assert [s["name"] for s in steps if not s["ok"]] == ["gpu0 driver rim validity"]
-        assert next(s for s in steps if s["name"] == "report_data binding")["ok"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        reader.join(10)
+    root = key.public_key().public_bytes_raw().hex()
+    cli = "import sys; from sealgate.client.cli import main; sys.argv[0] = 'sealgate'; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", cli, "verify", started.url, "--software-root", root,
+         "--allow-any-measurement", "--gpus", "1", "--gpu-allow-pinned-nonce", "--json"],
+        check=False, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    body = json.loads(done.stdout)
+    assert done.returncode == 1 and not body["ok"]
+    steps = body["enclaves"][0]["steps"]
+    names = [s["name"] for s in steps]
+    assert "gpu nonce binding" in names and "gpu0 report signature" in names
+    assert [s["name"] for s in steps if not s["ok"]] == ["gpu0 driver rim validity"]
+    assert next(s for s in steps if s["name"] == "report_data binding")["ok"]
 
 
 def test_the_same_gpu_twice_is_not_two_gpus(serve, gpu_files, software_root, demo_measurement):
